@@ -1,0 +1,1 @@
+"""avas: see avas/README.md."""

@@ -1,0 +1,96 @@
+"""`make demo`: run every paper folder's demo (`<paper>/demo.py --out_dir runs/demo/<paper>`),
+then print one summary table and write it to runs/demo/summary.{md,json}.
+
+    python -m common.demo [--papers hsl lhsc ...] [--out_dir runs/demo]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from common.checkpoint import atomic_open
+
+PAPERS = ('hsl', 'lhsc', 'm2hse', 'avas', 'fhn')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_paper_demo(paper, out_dir, timeout):
+    """Run one paper's demo; return its summary rows (a failure becomes one 'FAILED' row)."""
+    script = os.path.join(REPO, paper, 'demo.py')
+    if not os.path.isfile(script):
+        return [{'paper': paper, 'command': '-', 'metric': 'no demo yet', 'value': None,
+                 'baseline': None, 'wall_s': 0.0, 'status': 'missing'}]
+    paper_dir = os.path.join(out_dir, paper)
+    os.makedirs(paper_dir, exist_ok=True)
+    summary = os.path.join(paper_dir, 'summary.json')
+    if os.path.exists(summary):
+        os.remove(summary)
+    print('=== %s: python %s/demo.py --out_dir %s' % (paper, paper, paper_dir), flush=True)
+    start = time.time()
+    try:
+        code = subprocess.run([sys.executable, script, '--out_dir', paper_dir], cwd=REPO,
+                              timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        code = 'timeout after %ds' % timeout
+    wall = time.time() - start
+    if code != 0 or not os.path.isfile(summary):
+        return [{'paper': paper, 'command': 'python %s/demo.py' % paper, 'metric': 'FAILED (%s)' % code,
+                 'value': None, 'baseline': None, 'wall_s': round(wall, 1), 'status': 'failed'}]
+    with open(summary, encoding='utf-8') as f:
+        rows = json.load(f)
+    for row in rows:
+        row.setdefault('paper', paper)
+        row.setdefault('wall_s', round(wall, 1))
+        row['status'] = 'ok'
+    return rows
+
+
+def _cell(value):
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        return '%.4f' % value
+    return str(value).replace('|', '\\|')
+
+
+def markdown_table(rows):
+    head = ['paper', 'command run', 'metric', 'value', 'random baseline', 'wall time (s)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        cells = [r.get('paper'), '`%s`' % r.get('command') if r.get('command') not in (None, '-') else '-',
+                 r.get('metric'), r.get('value'), r.get('baseline'), r.get('wall_s')]
+        lines.append('| ' + ' | '.join(_cell(c) for c in cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--papers', nargs='+', default=list(PAPERS), choices=PAPERS)
+    parser.add_argument('--out_dir', default=os.path.join(REPO, 'runs', 'demo'))
+    parser.add_argument('--timeout', type=int, default=600, help='seconds allowed per paper demo')
+    args = parser.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows = []
+    for paper in args.papers:
+        rows.extend(run_paper_demo(paper, os.path.abspath(args.out_dir), args.timeout))
+    table = markdown_table(rows)
+    print('\n' + table)
+    with atomic_open(os.path.join(args.out_dir, 'summary.md'), 'w') as f:
+        f.write(table)
+    with atomic_open(os.path.join(args.out_dir, 'summary.json'), 'w') as f:
+        json.dump(rows, f, indent=2)
+    missing = [r['paper'] for r in rows if r['status'] == 'missing']
+    if missing:
+        print('no demo yet in: %s' % ', '.join(missing))
+    failed = sorted({r['paper'] for r in rows if r['status'] == 'failed'})
+    if failed:
+        print('demo FAILED for: %s' % ', '.join(failed))
+        return 1
+    print('summary written to %s/summary.{md,json}' % args.out_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Runtime plumbing shared by every training/evaluation script: device choice, seeding and
+determinism, AMP helpers that are no-ops on CPU, and DDP set-up from torchrun's environment."""
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def add_runtime_args(parser, device_default='auto'):
+    """Add --device/--seed/--deterministic/--amp unless the parser already defines them."""
+    existing = {opt for action in parser._actions for opt in action.option_strings}
+    if '--device' not in existing:
+        parser.add_argument('--device', default=device_default,
+                            help='auto (CUDA when available), cpu, cuda or cuda:N')
+    if '--seed' not in existing:
+        parser.add_argument('--seed', default=None, type=int, help='seed python, numpy and torch')
+    if '--deterministic' not in existing:
+        parser.add_argument('--deterministic', action='store_true',
+                            help='use deterministic algorithms (slower; errors on ops without one)')
+    if '--amp' not in existing:
+        parser.add_argument('--amp', action='store_true',
+                            help='mixed precision on CUDA (changes numerics; no-op on CPU)')
+    return parser
+
+
+def resolve_device(spec='auto'):
+    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is a clear error."""
+    spec = 'auto' if spec in (None, '') else str(spec)
+    if spec == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(spec)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device %s asked for CUDA, but no CUDA GPU is visible; use --device cpu' % spec)
+    return device
+
+
+def seed_everything(seed, deterministic=False):
+    """Seed python, numpy and torch (all devices); optionally force deterministic algorithms."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def seed_worker(worker_id):
+    """DataLoader worker_init_fn: derive numpy/python seeds from torch's per-worker seed."""
+    worker_seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def make_generator(seed):
+    """A torch.Generator for DataLoader shuffling (None when seed is None)."""
+    if seed is None:
+        return None
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def autocast(device, enabled):
+    """Mixed-precision context on CUDA; a no-op context elsewhere."""
+    device = torch.device(device)
+    return torch.autocast(device_type=device.type, dtype=torch.float16,
+                          enabled=bool(enabled) and device.type == 'cuda')
+
+
+def make_grad_scaler(device, enabled):
+    """GradScaler that is active only for AMP on CUDA (disabled scalers pass values through)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=bool(enabled) and device.type == 'cuda')
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed: bool = False
+    device: torch.device = torch.device('cpu')
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def init_distributed(device_spec='auto'):
+    """Join the process group torchrun describes (RANK/WORLD_SIZE/LOCAL_RANK), or run alone."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    if world_size <= 1:
+        return DistInfo(device=resolve_device(device_spec))
+    rank = int(os.environ['RANK'])
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    device = resolve_device(device_spec)
+    if device.type == 'cuda':
+        device = torch.device('cuda', local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
+                                rank=rank, world_size=world_size)
+    return DistInfo(rank, world_size, local_rank, True, device)
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main_process():
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
+
+
+def cleanup_distributed():
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def distributed_sampler(dataset, shuffle=True, seed=0):
+    """A DistributedSampler when running under torchrun, else None (use the usual shuffle)."""
+    if not is_distributed():
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+    return DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+
+
+def wrap_ddp(model, info):
+    """DistributedDataParallel around `model` when distributed; the model itself otherwise."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    device_ids = [info.device.index] if info.device.type == 'cuda' else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_gather_cat(tensor):
+    """Concatenate `tensor` from every rank along dim 0 (ranks may hold different row counts)."""
+    if not is_distributed():
+        return tensor
+    world = dist.get_world_size()
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = tensor.new_zeros((longest,) + tuple(tensor.shape[1:]))
+    padded[:tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[:int(s.item())] for g, s in zip(gathered, sizes)], dim=0)

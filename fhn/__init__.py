@@ -1,0 +1,1 @@
+"""fhn: see fhn/README.md."""

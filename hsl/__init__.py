@@ -1,0 +1,1 @@
+"""hsl: see hsl/README.md."""

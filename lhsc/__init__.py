@@ -1,0 +1,1 @@
+"""lhsc: see lhsc/README.md."""

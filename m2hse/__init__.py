@@ -1,0 +1,1 @@
+"""m2hse: see m2hse/README.md."""
