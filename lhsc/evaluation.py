@@ -1,0 +1,391 @@
+"""Evaluation: encode a split, compute the image x caption similarity matrix, i2t / t2i recall.
+
+    python evaluation.py --model_path runs/LHSC/checkpoint/model_best.pth.tar --data_path data \
+        --split test [--fold5] [--out_json r.json] [--out_scores sims.npy]
+
+Defaults reproduce upstream's `__main__` (evalrank(<model_best>, data_path, split="test",
+fold5=False)) and its printed lines. The similarity pass is vectorised and chunked to a memory
+budget (`--shard_size`, `--max_mem`); `--reference` runs upstream's per-caption loop instead.
+"""
+import os
+import sys
+
+if __package__ in (None, ""):  # run by path: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from common.checkpoint import CheckpointError, load_checkpoint
+from common.metrics import recall_at_k
+from common.results import save_scores, write_results
+from common.runtime import all_gather_cat, init_distributed, is_main_process
+from common.vocab import Vocabulary, deserialize_vocab
+from lhsc.data import DataError, get_test_loader
+from lhsc.model import N_REGIONS, architecture, build_model
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UPSTREAM_MODEL_PATH = '/Data1/zengsheng/works/dl_works/person/flick1/LHSC/runs/LHSC/checkpoint/model_best.pth.tar'
+UPSTREAM_DATA_PATH = '/Data1/zengsheng/works/dl_works/person/flickr_datas'
+TEXT_BLOCK = 100  # captions encoded together (TextAttn has no padding mask: blocks must stay 100)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def encode_data(model, data_loader, log_step=10, logging=print, image_step=5):
+    """Embed every caption, and the image of every `image_step`-th caption (upstream keeps
+    img_embs[0::5] after embedding the image once per caption; in eval mode an image embedding
+    does not depend on its batch, so only those rows are computed). Returns float32 arrays
+    img_embs (ceil(N/5), 36, E), cap_embs (N, max_len, E) zero-padded, and cap_lens (list)."""
+    model.val_start()
+    n_caps = len(data_loader.dataset)
+    img_rows, cap_rows, cap_lens = {}, [None] * n_caps, [0] * n_caps
+    with torch.no_grad():
+        for i, (images, captions, lengths, ids) in enumerate(data_loader):
+            keep = [j for j, idx in enumerate(ids) if idx % image_step == 0]
+            img_emb = model.img_enc(images[keep].to(model.device)).float().cpu().numpy() if keep else []
+            for row, j in enumerate(keep):
+                img_rows[ids[j] // image_step] = img_emb[row]
+            cap_emb = model.txt_enc(captions.to(model.device), lengths).float().cpu().numpy()
+            for j, idx in enumerate(ids):
+                cap_rows[idx] = cap_emb[j, :lengths[j]]
+                cap_lens[idx] = lengths[j]
+    img_embs = np.stack([img_rows[k] for k in range(len(img_rows))]) if img_rows else \
+        np.zeros((0, N_REGIONS, 0), np.float32)
+    max_len, dim = max(cap_lens), cap_rows[0].shape[1]
+    cap_embs = np.zeros((n_caps, max_len, dim), dtype=np.float32)
+    for idx, row in enumerate(cap_rows):
+        cap_embs[idx, :len(row)] = row
+    return img_embs, cap_embs, cap_lens
+
+
+# ----------------------------------------------------------------------------- similarity pass
+
+def bytes_per_image_word(embed_size, sim_dim, n_regions=N_REGIONS):
+    """Peak float32 bytes the vectorised pass keeps alive per (image, caption word)."""
+    return 4 * (3 * embed_size + 3 * n_regions + 3 * sim_dim)
+
+
+def caption_chunks(cap_lens, n_images, max_mem_mib, per_word_bytes):
+    """Caption index chunks, by descending length (little padding), each within the budget."""
+    lens = np.asarray(cap_lens)
+    order = np.argsort(-lens, kind='stable')
+    budget = max_mem_mib * 2 ** 20
+    chunks, current = [], []
+    for idx in order:
+        longest = lens[current[0]] if current else lens[idx]
+        if current and n_images * (len(current) + 1) * longest * per_word_bytes > budget:
+            chunks.append(current)
+            current = []
+        current.append(int(idx))
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=100,
+                      max_mem=2048, reference=False, progress=True):
+    """(N_img, N_cap) float64 similarities. Image shards of `shard_size` (split across ranks
+    under torchrun, then gathered); within a shard the vectorised pass runs over length-sorted
+    caption chunks of at most `max_mem` MiB. reference=True: upstream's per-caption loop over
+    100-caption shards (evaluation.py shard_attn_scores)."""
+    n_img, n_cap = len(img_embs), len(cap_embs)
+    device = model.device
+    sim_enc = model.sim_enc
+    sim_enc.eval()
+    embed, sim_dim = cap_embs.shape[-1], sim_enc.sim_tranloc_w.out_features
+    world, rank = 1, 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    n_im_shard = (n_img - 1) // shard_size + 1
+    rows, blocks = [], []
+    with torch.no_grad():
+        for i in range(rank, n_im_shard, world):
+            im_start, im_end = shard_size * i, min(shard_size * (i + 1), n_img)
+            im = torch.from_numpy(np.ascontiguousarray(img_embs[im_start:im_end])).float().to(device)
+            block = np.zeros((im_end - im_start, n_cap))
+            if reference:
+                for ca_start in range(0, n_cap, shard_size):
+                    ca_end = min(ca_start + shard_size, n_cap)
+                    ca = torch.from_numpy(np.ascontiguousarray(cap_embs[ca_start:ca_end])).float().to(device)
+                    block[:, ca_start:ca_end] = sim_enc.forward_loop(im, ca, cap_lens[ca_start:ca_end]).cpu().numpy()
+            else:
+                per_word = bytes_per_image_word(embed, sim_dim)
+                for chunk in caption_chunks(cap_lens, im_end - im_start, max_mem, per_word):
+                    lens = [cap_lens[j] for j in chunk]
+                    ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
+                    block[:, chunk] = sim_enc(im, ca, lens).double().cpu().numpy()
+            if progress:
+                sys.stdout.write('\r>> shard_attn_scores batch (%d,%d)' % (i, n_im_shard - 1))
+                sys.stdout.flush()
+            rows.append(np.arange(im_start, im_end))
+            blocks.append(block)
+    if progress:
+        sys.stdout.write('\n')
+    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    blocks = np.concatenate(blocks) if blocks else np.zeros((0, n_cap))
+    if world > 1:
+        rows = all_gather_cat(torch.from_numpy(rows)).numpy()
+        blocks = all_gather_cat(torch.from_numpy(blocks)).numpy()
+    sims = np.zeros((n_img, n_cap))
+    sims[rows] = blocks
+    return sims
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def i2t(images, captions, caplens, sims, npts=None, return_ranks=False):
+    """Image -> text: rank of the best of captions 5i..5i+4 (upstream; npts is ignored)."""
+    npts = sims.shape[0]
+    ranks = np.zeros(npts)
+    top1 = np.zeros(npts)
+    for index in range(npts):
+        inds = np.argsort(sims[index])[::-1]  # upstream tie order: numpy's default quicksort
+        rank = 1e20
+        for i in range(5 * index, 5 * index + 5, 1):
+            tmp = np.where(inds == i)[0][0]
+            if tmp < rank:
+                rank = tmp
+        ranks[index] = rank
+        top1[index] = inds[0]
+    return _summary(ranks, top1, return_ranks)
+
+
+def t2i(images, captions, caplens, sims, npts=None, return_ranks=False):
+    """Text -> image: rank of image j // 5 for caption j (upstream; npts is ignored)."""
+    npts = sims.shape[0]
+    ranks = np.zeros(5 * npts)
+    top1 = np.zeros(5 * npts)
+    sims = sims.T
+    for index in range(npts):
+        for i in range(5):
+            inds = np.argsort(sims[5 * index + i])[::-1]
+            ranks[5 * index + i] = np.where(inds == index)[0][0]
+            top1[5 * index + i] = inds[0]
+    return _summary(ranks, top1, return_ranks)
+
+
+def _summary(ranks, top1, return_ranks):
+    r1, r5, r10 = recall_at_k(ranks, 1), recall_at_k(ranks, 5), recall_at_k(ranks, 10)
+    medr = np.floor(np.median(ranks)) + 1
+    meanr = ranks.mean() + 1
+    if return_ranks:
+        return (r1, r5, r10, medr, meanr), (ranks, top1)
+    return (r1, r5, r10, medr, meanr)
+
+
+def _named(r):
+    return dict(zip(('r1', 'r5', 'r10', 'medr', 'meanr'), (float(x) for x in r)))
+
+
+def retrieval_metrics(sims):
+    """Upstream i2t/t2i on one (N, 5N) matrix, as the JSON dict (i2t, t2i, rsum, ar, ari)."""
+    r = i2t(None, None, None, sims)
+    ri = t2i(None, None, None, sims)
+    ar = (r[0] + r[1] + r[2]) / 3
+    ari = (ri[0] + ri[1] + ri[2]) / 3
+    rsum = r[0] + r[1] + r[2] + ri[0] + ri[1] + ri[2]
+    return {'i2t': _named(r), 't2i': _named(ri), 'rsum': float(rsum), 'ar': float(ar), 'ari': float(ari),
+            'n_images': int(sims.shape[0]), 'n_captions': int(sims.shape[1])}
+
+
+def print_full(m):
+    """Upstream's lines for a full (non-fold5) evaluation (evaluation.py:150-154)."""
+    print("rsum: %.1f" % m['rsum'])
+    print("Average i2t Recall: %.1f" % m['ar'])
+    print("Image to text: %.1f %.1f %.1f %.1f %.1f" % tuple(m['i2t'].values()))
+    print("Average t2i Recall: %.1f" % m['ari'])
+    print("Text to image: %.1f %.1f %.1f %.1f %.1f" % tuple(m['t2i'].values()))
+
+
+def fold5_summary(folds):
+    """Upstream's 'Mean metrics' lines (evaluation.py:186-198) plus the true means.
+
+    Quirk 15 (inherited from SCAN/SGRAF): upstream prints 6*mean(ar) as 'rsum', mean(ari) as
+    'Average i2t Recall' and mean(rsum) as 'Average t2i Recall'. Printed identically; the true
+    means follow under a clearly labelled header and go to the JSON."""
+    results = [list(f['i2t'].values()) + list(f['t2i'].values()) + [f['ar'], f['ari'], f['rsum']]
+               for f in folds]
+    m = tuple(np.array(results).mean(axis=0).flatten())
+    print("-----------------------------------")
+    print("Mean metrics: ")
+    print("rsum: %.1f" % (m[10] * 6))
+    print("Average i2t Recall: %.1f" % m[11])
+    print("Image to text: %.1f %.1f %.1f %.1f %.1f" % m[:5])
+    print("Average t2i Recall: %.1f" % m[12])
+    print("Text to image: %.1f %.1f %.1f %.1f %.1f" % m[5:10])
+    mean = {'i2t': _named(m[:5]), 't2i': _named(m[5:10]), 'rsum': float(m[12]), 'ar': float(m[10]),
+            'ari': float(m[11]), 'n_images': int(sum(f['n_images'] for f in folds)),
+            'n_captions': int(sum(f['n_captions'] for f in folds))}
+    print("True mean metrics (port addition; upstream's labels above are shifted):")
+    print("rsum: %.1f ar: %.1f ari: %.1f" % (mean['rsum'], mean['ar'], mean['ari']))
+    return mean
+
+
+# ----------------------------------------------------------------------------- loading
+
+def resolve_vocab_file(vocab_path, data_name):
+    """<vocab_path>/<data_name>_vocab.json; falls back to the copy shipped in lhsc/vocab/."""
+    path = os.path.join(vocab_path, '%s_vocab.json' % data_name)
+    if os.path.isfile(path):
+        return path
+    shipped = os.path.join(HERE, 'vocab', '%s_vocab.json' % data_name)
+    if os.path.isfile(shipped):
+        print('vocabulary %s not found; using the shipped copy %s' % (path, shipped))
+        return shipped
+    raise SystemExit('vocabulary file not found: %s (pass --vocab_path DIR holding %s_vocab.json)'
+                     % (path, data_name))
+
+
+def _complete_state(module, state):
+    """Checkpoints from torch 0.4.0 lack BatchNorm num_batches_tracked: fill 0 (unused in eval)."""
+    state = type(state)(state)
+    for key, value in module.state_dict().items():
+        if key.endswith('num_batches_tracked') and key not in state:
+            state[key] = torch.zeros_like(value)
+    return state
+
+
+def load_model(model_path, data_path=None, vocab_path=None, device='cpu'):
+    """(model, opt, vocab, epoch) from an upstream (LHSC or SGRAF) or port checkpoint."""
+    from lhsc.opts import build_parser
+    try:
+        checkpoint = load_checkpoint(model_path, map_location='cpu',
+                                     aliases={'vocab.Vocabulary': Vocabulary})
+    except CheckpointError as err:
+        raise SystemExit(str(err))
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'opt' not in checkpoint:
+        raise SystemExit('%s: not an LHSC/SGRAF checkpoint (needs the keys "model" and "opt")' % model_path)
+    opt = checkpoint['opt']
+    opt.model = architecture(opt)
+    for key, value in vars(build_parser().parse_args([])).items():
+        if not hasattr(opt, key):
+            setattr(opt, key, value)
+    if data_path is not None:
+        opt.data_path = data_path
+    if vocab_path is not None:
+        opt.vocab_path = vocab_path
+    vocab = deserialize_vocab(resolve_vocab_file(opt.vocab_path, opt.data_name))
+    opt.vocab_size = len(vocab)
+    state = checkpoint['model']
+    if not isinstance(state, (list, tuple)) or len(state) != 3:
+        raise SystemExit('%s: "model" must be the list [img_enc, txt_enc, sim_enc] state dicts' % model_path)
+    n_words = state[1]['embed.weight'].shape[0]
+    if n_words != len(vocab):
+        raise SystemExit('%s: the checkpoint embeds %d words but the vocabulary %s has %d; pass the '
+                         'vocabulary it was trained with (--vocab_path)'
+                         % (model_path, n_words, os.path.join(opt.vocab_path, opt.data_name), len(vocab)))
+    model = build_model(opt, device=device)
+    model.load_state_dict([_complete_state(enc, sd) for enc, sd in
+                           zip((model.img_enc, model.txt_enc, model.sim_enc), state)])
+    return model, opt, vocab, checkpoint.get('epoch')
+
+
+# ----------------------------------------------------------------------------- evalrank
+
+def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=None, device='cpu',
+             shard_size=100, max_mem=2048, reference=False, ensemble=None):
+    """Upstream evalrank; returns (metrics dict, sims). `ensemble`: extra checkpoint paths whose
+    similarity matrices are averaged with this one's (SGRAF = mean of its SAF and SGR models)."""
+    paths = [model_path] + list(ensemble or [])
+    encoded = []
+    for path in paths:
+        model, opt, vocab, save_epoch = load_model(path, data_path, vocab_path, device)
+        print(opt)
+        print('Loading dataset')
+        try:
+            data_loader = get_test_loader(split, opt.data_name, vocab, opt.batch_size, opt.workers, opt)
+        except DataError as err:
+            raise SystemExit(str(err))
+        print("=> loaded checkpoint_epoch {}".format(save_epoch))
+        print('Computing results...')
+        img_embs, cap_embs, cap_lens = encode_data(model, data_loader)
+        print('Images: %d, Captions: %d' % (cap_embs.shape[0] // 5, cap_embs.shape[0]))
+        encoded.append((model, img_embs, cap_embs, cap_lens))
+
+    def similarity(img_sel, cap_sel):
+        sims = None
+        start = time.time()
+        for model, img_embs, cap_embs, cap_lens in encoded:
+            s = shard_attn_scores(model, img_embs[img_sel], cap_embs[cap_sel], cap_lens[cap_sel],
+                                  shard_size=shard_size, max_mem=max_mem, reference=reference,
+                                  progress=is_main_process())
+            sims = s if sims is None else sims + s
+        print("calculate similarity time:", time.time() - start)
+        return sims / len(encoded)
+
+    n_caps = encoded[0][2].shape[0]
+    if not fold5:
+        sims = similarity(slice(None), slice(None))
+        metrics = retrieval_metrics(sims)
+        print_full(metrics)
+        return metrics, sims
+    if n_caps < 25000:
+        raise SystemExit('--fold5 needs the 25000 captions of coco testall (5 folds of 1000 images); '
+                         'this split has %d' % n_caps)
+    folds, fold_sims = [], []
+    for i in range(5):
+        sims = similarity(slice(i * 1000, (i + 1) * 1000), slice(i * 5000, (i + 1) * 5000))
+        m = retrieval_metrics(sims)
+        print("Image to text: %.1f, %.1f, %.1f, %.1f, %.1f" % tuple(m['i2t'].values()))
+        print("Text to image: %.1f, %.1f, %.1f, %.1f, %.1f" % tuple(m['t2i'].values()))
+        print("rsum: %.1f ar: %.1f ari: %.1f" % (m['rsum'], m['ar'], m['ari']))
+        folds.append(m)
+        fold_sims.append(sims)
+    mean = fold5_summary(folds)
+    metrics = dict(mean, folds=folds, mean=mean)
+    return metrics, np.stack(fold_sims)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description='Evaluate an LHSC/SGRAF checkpoint (upstream evalrank).')
+    parser.add_argument('--model_path', default=UPSTREAM_MODEL_PATH, help='checkpoint (.pth.tar)')
+    parser.add_argument('--data_path', default=UPSTREAM_DATA_PATH,
+                        help='root holding <data_name>/ (overrides the checkpoint opt.data_path)')
+    parser.add_argument('--split', default='test', choices=['test', 'testall', 'dev'])
+    parser.add_argument('--fold5', action='store_true', help='COCO 1K: mean over 5 folds of testall')
+    parser.add_argument('--vocab_path', default=None, help="folder with <data_name>_vocab.json "
+                        "(default: the checkpoint's opt.vocab_path, as upstream)")
+    parser.add_argument('--ensemble', nargs='+', default=None, metavar='CKPT',
+                        help='average the similarities of these checkpoints (and --model_path if '
+                             'given explicitly), e.g. --ensemble SAF.pth.tar SGR.pth.tar')
+    parser.add_argument('--out_json', default=None, help='write metrics JSON here')
+    parser.add_argument('--out_scores', default=None,
+                        help='write the float64 image x caption matrix (.npy; fold5: folds x 1000 x 5000)')
+    parser.add_argument('--device', default='auto', help='auto|cpu|cuda|cuda:N')
+    parser.add_argument('--shard_size', default=100, type=int, help='images per shard')
+    parser.add_argument('--max_mem', default=2048, type=float, help='MiB per similarity chunk')
+    parser.add_argument('--reference', action='store_true',
+                        help="use upstream's per-caption loop (slow) instead of the vectorised pass")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    explicit_model = argv is not None and '--model_path' in argv or \
+        argv is None and any(a.startswith('--model_path') for a in sys.argv[1:])
+    if args.ensemble:
+        paths = ([args.model_path] if explicit_model else []) + args.ensemble
+        model_path, extra = paths[0], paths[1:]
+    else:
+        model_path, extra = args.model_path, None
+    info = init_distributed(args.device)
+    print(time.strftime("%Y-%m-%d  %H:%M:%S", time.localtime()))
+    metrics, sims = evalrank(model_path, data_path=args.data_path, split=args.split, fold5=args.fold5,
+                             vocab_path=args.vocab_path, device=info.device, shard_size=args.shard_size,
+                             max_mem=args.max_mem, reference=args.reference, ensemble=extra)
+    if info.is_main:
+        if args.out_scores:
+            save_scores(args.out_scores, sims)
+        if args.out_json:
+            write_results(args.out_json, metrics, 'lhsc', argv=argv,
+                          checkpoint=[model_path] + list(extra or []), data_path=args.data_path,
+                          extra={'split': args.split, 'fold5': args.fold5})
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
