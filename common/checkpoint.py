@@ -7,39 +7,19 @@ and upstream class paths are mapped onto our classes through `aliases`.
 """
 import argparse
 import collections
-import contextlib
 import os
 import pickle
 import struct
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 
+from common.atomic import atomic_open  # noqa: F401  (re-exported: papers import it from here)
+
 
 class CheckpointError(Exception):
     """A file that cannot be read as a checkpoint; the message names the file and the reason."""
-
-
-@contextlib.contextmanager
-def atomic_open(path, mode='wb'):
-    """Write to a temp file beside `path`, fsync, then rename: readers never see a partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        encoding = None if 'b' in mode else 'utf-8'
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(obj, path):

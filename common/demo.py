@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 
 PAPERS = ('hsl', 'lhsc', 'm2hse', 'avas', 'fhn')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,8 @@ def markdown_table(rows):
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         cells = [r.get('paper'), '`%s`' % r.get('command') if r.get('command') not in (None, '-') else '-',
-                 r.get('metric'), r.get('value'), r.get('baseline'), r.get('wall_s')]
+                 r.get('metric'), r.get('value'), r.get('baseline'),
+                 None if r.get('wall_s') is None else '%.1f' % r['wall_s']]
         lines.append('| ' + ' | '.join(_cell(c) for c in cells) + ' |')
     return '\n'.join(lines) + '\n'
 

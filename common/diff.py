@@ -62,7 +62,8 @@ def diff_scores(a, b, rtol, atol):
             ('mean|a-b|', float(delta.mean()) if delta.size else 0.0, '', ok)]
 
 
-def print_table(rows, out=sys.stdout):
+def print_table(rows, out=None):
+    out = out or sys.stdout
     width = max([len('metric')] + [len(str(r[0])) for r in rows])
     out.write('%-*s  %-24s  %-24s  %s\n' % (width, 'metric', 'A', 'B', 'status'))
     for key, va, vb, ok in rows:

@@ -11,7 +11,7 @@ from importlib import metadata
 
 import numpy as np
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 
 SCHEMA_VERSION = 1
 _PACKAGES = ('torch', 'torchvision', 'numpy', 'transformers', 'gensim', 'nltk', 'scikit-learn')

@@ -2,7 +2,7 @@
 import json
 from collections import Counter
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 from common.text import tokenize
 
 SPECIAL_TOKENS = ('<pad>', '<start>', '<end>', '<unk>')

@@ -1,0 +1,25 @@
+import json
+
+from common import demo
+
+
+def test_demo_runner_collects_rows_and_flags_missing_and_failing_papers(tmp_path, monkeypatch):
+    repo = tmp_path / 'repo'
+    (repo / 'hsl').mkdir(parents=True)
+    (repo / 'hsl' / 'demo.py').write_text(
+        'import argparse, json, os\n'
+        'p = argparse.ArgumentParser(); p.add_argument("--out_dir"); a = p.parse_args()\n'
+        'json.dump([{"paper": "hsl", "command": "python main.py", "metric": "nDCG@5", "value": 0.61,'
+        ' "baseline": 0.2, "wall_s": 1.5}], open(os.path.join(a.out_dir, "summary.json"), "w"))\n')
+    (repo / 'fhn').mkdir()
+    (repo / 'fhn' / 'demo.py').write_text('raise SystemExit(3)\n')
+    monkeypatch.setattr(demo, 'REPO', str(repo))
+    out = tmp_path / 'out'
+    code = demo.main(['--papers', 'hsl', 'lhsc', 'fhn', '--out_dir', str(out)])
+    assert code == 1  # fhn failed
+    rows = json.loads((out / 'summary.json').read_text())
+    assert [(r['paper'], r['status']) for r in rows] == [('hsl', 'ok'), ('lhsc', 'missing'), ('fhn', 'failed')]
+    assert rows[0]['value'] == 0.61
+    table = (out / 'summary.md').read_text()
+    assert '| hsl | `python main.py` | nDCG@5 | 0.6100 | 0.2000 | 1.5 |' in table
+    assert 'no demo yet' in table and 'FAILED (3)' in table

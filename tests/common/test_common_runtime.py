@@ -1,0 +1,84 @@
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.runtime import (add_runtime_args, autocast, init_distributed, make_generator,
+                            make_grad_scaler, resolve_device, seed_everything, wrap_ddp)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_add_runtime_args_keeps_existing_flags():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--device', default='1')  # e.g. LHSC's GPU-id string
+    add_runtime_args(parser)
+    args = parser.parse_args(['--seed', '3', '--amp'])
+    assert args.device == '1' and args.seed == 3 and args.amp and not args.deterministic
+
+
+def test_resolve_device():
+    assert resolve_device('cpu') == torch.device('cpu')
+    assert resolve_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match='no CUDA GPU'):
+            resolve_device('cuda')
+
+
+def test_seed_everything_repeats_random_streams():
+    seed_everything(7)
+    first = (np.random.rand(3), torch.rand(3))
+    seed_everything(7)
+    second = (np.random.rand(3), torch.rand(3))
+    np.testing.assert_array_equal(first[0], second[0])
+    assert torch.equal(first[1], second[1])
+    assert torch.equal(torch.randperm(10, generator=make_generator(1)),
+                       torch.randperm(10, generator=make_generator(1)))
+    assert make_generator(None) is None
+
+
+def test_amp_helpers_are_noops_on_cpu():
+    device = torch.device('cpu')
+    with autocast(device, enabled=True):
+        out = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert out.dtype == torch.float32
+    scaler = make_grad_scaler(device, enabled=True)
+    assert not scaler.is_enabled()
+    loss = torch.tensor(2.0, requires_grad=True)
+    assert scaler.scale(loss) is loss
+
+
+def test_single_process_runtime_is_plain():
+    info = init_distributed('cpu')
+    assert not info.distributed and info.world_size == 1 and info.is_main
+    model = torch.nn.Linear(2, 2)
+    assert wrap_ddp(model, info) is model
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_average_gradients_like_one_full_batch(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '0',
+           '--rdzv_backend', 'c10d', '--rdzv_endpoint', '127.0.0.1:0',
+           os.path.join(HERE, 'ddp_worker.py'), str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.load(open(tmp_path / ('rank%d.json' % r))) for r in range(2)]
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    inputs = torch.linspace(-1, 1, 32).reshape(8, 4)
+    targets = torch.arange(8, dtype=torch.float32).reshape(8, 1) / 8
+    torch.nn.functional.mse_loss(model(inputs), targets).backward()
+    for rank in ranks:
+        assert rank['world'] == 2
+        for got, param in zip(rank['grads'], model.parameters()):
+            np.testing.assert_allclose(np.array(got), param.grad.numpy(), rtol=1e-5, atol=1e-7)
+        assert rank['rows'] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]  # 1 row from rank 0, 2 from rank 1
+    assert [r['main'] for r in ranks] == [True, False]
+    assert sorted(ranks[0]['indices'] + ranks[1]['indices']) == list(range(10))
