@@ -1,0 +1,88 @@
+"""Metrics of both stages: recall@K over the recall result rows (align_recall@K.py) and the
+pairwise ranking evaluation of local_eval_test.eval_ (plus the true ROC-AUC of s1 - s2)."""
+import os
+import time
+
+import numpy as np
+import torch
+
+from avas.align_model import encode_texts
+from avas.loss import pair_softmax, rank_sigmoid_loss
+
+
+def image_id(path):
+    """align_recall@K.py:21: the positive test is the file name's text before the first '_'."""
+    return os.path.split(path)[1].split('_')[0]
+
+
+def recall_at_k(rows, k=5):
+    """rows: (poi_id, name, image_path, score). Per POI, stable sort by descending score (ties keep
+    file order); a hit iff one of the first k images has image_id == poi_id. Returns a fraction."""
+    by_poi = {}
+    for poi_id, name, path, score in rows:
+        by_poi.setdefault(poi_id, []).append((name, image_id(path), float(score)))
+    if not by_poi:
+        raise ValueError('no result rows to evaluate')
+    hits = 0
+    for poi_id, images in by_poi.items():
+        images.sort(key=lambda x: -x[-1])
+        hits += any(img_id == poi_id for _, img_id, _ in images[:k])
+    return hits / len(by_poi)
+
+
+def pairwise_accuracy(labels, s1, s2):
+    """What upstream prints as 'Dev accuracy' (the paper's "AUC"): accuracy of pred = s1 > s2
+    (a tie predicts 0) against label = ctr_a > ctr_b."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    preds = (np.asarray(s1).reshape(-1) > np.asarray(s2).reshape(-1)).astype(np.float64)
+    return float(np.mean(labels == preds)) if labels.size else float('nan')
+
+
+def pair_text_features(align_model, texts, device, use_norm, text_batch_size=64):
+    return encode_texts(align_model, texts, device, norm=bool(use_norm), batch_size=text_batch_size)
+
+
+def evaluate_pairs(model, loader, device, softmax=0, strict=False, text_batch_size=64, verbose=True,
+                   amp=False):
+    """local_eval_test.eval_: per batch s1, s2 (two forward calls), RankNet loss; Dev loss is the
+    mean of batch means (quirk 13). Dropped pairs are counted and named; strict makes them fatal."""
+    from common.runtime import autocast
+    model.eval()
+    labels, s1_all, s2_all, linenos, dropped = [], [], [], [], []
+    total_loss, n_batches = 0.0, 0
+    for batch, batch_dropped in loader:
+        for d in batch_dropped:
+            if strict:
+                raise RuntimeError('line %d: %s (--strict)' % (d.lineno, d.reason))
+            print('WARNING: pair dropped, line %d: %s' % (d.lineno, d.reason))
+        dropped.extend(batch_dropped)
+        if batch is None:
+            continue
+        with torch.no_grad(), autocast(device, amp):
+            start = time.time()
+            pois_feature = pair_text_features(model.align_model, batch['text'], device, model.use_norm,
+                                              text_batch_size)
+            inputs = [batch[k].to(device) for k in ('mean_poi_img_vec', 'poi_text_vec', 'poi_len')]
+            s1 = model(batch['img_1'].to(device), pois_feature, *inputs).float()
+            s2 = model(batch['img_2'].to(device), pois_feature, *inputs).float()
+            if verbose:
+                print(2 * len(batch['text']), 'costs', time.time() - start)
+            if softmax:
+                s1, s2 = pair_softmax(s1, s2)
+            loss = rank_sigmoid_loss(s1, s2, batch['label'].to(device))
+        total_loss += loss.item()
+        n_batches += 1
+        s1 = s1.cpu().numpy().reshape(-1)  # reshape, not squeeze: a 1-pair batch works (quirk 12)
+        s2 = s2.cpu().numpy().reshape(-1)
+        if verbose:
+            print('val b_preds_1=', s1)
+            print('val b_preds_2=', s2)
+        s1_all.append(s1)
+        s2_all.append(s2)
+        labels.extend(batch['label'].reshape(-1).tolist())
+        linenos.extend(batch['lineno'])
+    s1 = np.concatenate(s1_all) if s1_all else np.zeros(0)
+    s2 = np.concatenate(s2_all) if s2_all else np.zeros(0)
+    return {'labels': np.asarray(labels), 's1': s1, 's2': s2, 'linenos': linenos, 'dropped': dropped,
+            'dev_loss': total_loss / n_batches if n_batches else float('nan'),
+            'dev_accuracy': pairwise_accuracy(labels, s1, s2)}

@@ -1,0 +1,40 @@
+"""recall@K of a recall result CSV (AIS align_recall@K.py; this is its importable name).
+
+    python align_recall@K.py [--file CSV] [--k 5] [--out_json PATH]
+prints 'final recall k= 0.788' for the released model on the 500-POI set."""
+import os
+import sys
+if __package__ in (None, ""):  # run by path: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse
+
+from avas.data import read_recall_results
+from avas.evaluation import recall_at_k
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--file', default='data/align_recall@k_with_MKG_20221021_poi_500.csv')
+    p.add_argument('--k', default=5, type=int, help='recall_k')
+    p.add_argument('--out_json', default=None, help='write {"recall@<K>": value} here')
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    try:
+        rows = read_recall_results(args.file)
+        value = recall_at_k(rows, args.k)
+    except (OSError, ValueError) as err:
+        raise SystemExit('error: %s' % err)
+    print('final recall k= {:.3f}'.format(value))
+    if args.out_json:
+        from common.results import write_results
+        write_results(args.out_json, {'recall@%d' % args.k: value, 'n_pois': len({r[0] for r in rows})},
+                      'avas', argv=argv, data_path=args.file)
+    return value
+
+
+if __name__ == '__main__':
+    main()
