@@ -84,7 +84,8 @@ def shard_xattn(images, captions, caplens, opt, attention='fast', device='cpu', 
             s = torch.from_numpy(captions[cap_start:cap_end]).to(device).float()
             lens = caplens[cap_start:cap_end]
             s = s[:, :max(lens)]
-            sim = local_scores(im, s, lens, opt.raw_feature_norm, opt.lambda_softmax, impl=attention)
+            sim = local_scores(im, s, lens, opt.raw_feature_norm, opt.lambda_softmax, impl=attention,
+                               dedupe=attention == 'fast')
             d[im_start:im_end, cap_start:cap_end] = sim.cpu().numpy()
     return d
 

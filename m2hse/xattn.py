@@ -148,8 +148,10 @@ def pair_scores_fast(queries, qlens, contexts, slens, raw_feature_norm, smooth, 
         weights, raw, contexts, queries = weights.double(), raw.double(), contexts.double(), queries.double()
     gram = torch.matmul(contexts, contexts.transpose(1, 2))              # (n_c, s, s)
     dot = (weights * raw.transpose(2, 3)).sum(dim=-1)                    # q . wc      (n_q, n_c, q)
-    # |wc|^2 = w G w^T, written elementwise (a broadcast matmul would break bit-equal ties)
-    wc_sq = ((weights.unsqueeze(-1) * gram[None, :, None]).sum(dim=-2) * weights).sum(dim=-1).clamp(min=0)
+    # |wc|^2 = w G w^T: one GEMM per context item over all (query, word) rows (keeps ties bit-equal)
+    w_by_ctx = weights.permute(1, 0, 2, 3).reshape(n_c, n_q * q, s)
+    wg = torch.bmm(w_by_ctx, gram).view(n_c, n_q, q, s).permute(1, 0, 2, 3)
+    wc_sq = (wg * weights).sum(dim=-1).clamp(min=0)
     q_norm = torch.linalg.vector_norm(queries, dim=-1).unsqueeze(1)      # (n_q, 1, q)
     cos = dot / (q_norm * wc_sq.sqrt()).clamp(min=EPS)
     cos = torch.where(qmask[:, None, :], cos, torch.zeros((), dtype=cos.dtype, device=cos.device))
@@ -160,8 +162,25 @@ def pair_scores_fast(queries, qlens, contexts, slens, raw_feature_norm, smooth, 
 IMPLEMENTATIONS = {'reference': pair_scores_reference, 'exact': pair_scores_exact, 'fast': pair_scores_fast}
 
 
-def local_scores(images, captions, cap_lens, raw_feature_norm, smooth, impl='exact'):
-    """(n_img, n_cap) float64 t2i + i2t scores (upstream MMHSE_local.forward_score)."""
+def unique_captions(captions, cap_lens):
+    """Distinct (caption features, length) rows and the index of each caption among them."""
+    lens = torch.as_tensor([int(n) for n in cap_lens], dtype=captions.dtype, device=captions.device)
+    rows = torch.cat([captions.reshape(captions.size(0), -1), lens.unsqueeze(1)], dim=1)
+    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    return uniq[:, :-1].view(-1, *captions.shape[1:]), [int(n) for n in uniq[:, -1]], inverse
+
+
+def local_scores(images, captions, cap_lens, raw_feature_norm, smooth, impl='exact', dedupe=False):
+    """(n_img, n_cap) float64 t2i + i2t scores (upstream MMHSE_local.forward_score).
+
+    dedupe=True (evaluation) scores each distinct caption once and copies the column to its
+    duplicates: identical captions then get bit-identical scores, as upstream's per-caption loop
+    gave them, whatever the kernels do, so the tie order of the ranking is upstream's.
+    """
+    if dedupe:
+        uniq, uniq_lens, inverse = unique_captions(captions, cap_lens)
+        if uniq.size(0) < captions.size(0):
+            return local_scores(images, uniq, uniq_lens, raw_feature_norm, smooth, impl)[:, inverse]
     fn = IMPLEMENTATIONS[impl]
     loop = {'loop': 'context'} if impl == 'reference' else {}
     img_lens = [images.size(1)] * images.size(0)
