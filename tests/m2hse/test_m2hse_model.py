@@ -1,0 +1,143 @@
+"""Model structure (spec §4), upstream numeric quirks, and equality of the attention implementations."""
+import numpy as np
+import pytest
+import torch
+
+from m2hse import opts
+from m2hse.model import EncoderText_global, MMHSE_global, MMHSE_local, build_model
+from m2hse.train import prefixed_state_dict
+from m2hse.xattn import cosine_similarity, cross_region_scores, l2norm, local_scores
+
+GRU_KEYS = ['embed.weight', 'rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0',
+            'rnn.weight_ih_l0_reverse', 'rnn.weight_hh_l0_reverse', 'rnn.bias_ih_l0_reverse',
+            'rnn.bias_hh_l0_reverse']
+GRU_SHAPES = {'embed.weight': (264, 300), 'weight_ih': (3072, 300), 'weight_hh': (3072, 1024), 'bias': (3072,)}
+
+
+def _spec_shapes(g):
+    shapes = {'module.%s_cnn_enc.fc.weight' % g: (1024, 4096), 'module.%s_cnn_enc.fc.bias' % g: (1024,),
+              'module.%s_bovw_enc.fc.weight' % g: (1024, 500), 'module.%s_bovw_enc.fc.bias' % g: (1024,)}
+    for enc in ('cnn_gru_enc', 'bovw_gru_enc'):
+        for key in GRU_KEYS:
+            kind = key if key == 'embed.weight' else key.split('.')[1].rsplit('_l0', 1)[0]
+            kind = 'bias' if kind.startswith('bias') else kind
+            shapes['module.%s_%s.%s' % (g, enc, key)] = GRU_SHAPES[kind]
+    return shapes
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_state_dict_keys_and_shapes_match_spec(level):
+    opt = opts.parse_opt([])
+    opt.vocab_size = 264
+    model = build_model(level, opt)
+    state = prefixed_state_dict(model)
+    assert {k: tuple(v.shape) for k, v in state.items()} == _spec_shapes(level)
+    assert len(state) == 22 and all(v.dtype == torch.float32 for v in state.values())
+    assert sum(v.numel() for v in state.values()) == 21160640
+    assert list(model.buffers()) == []
+    r = np.sqrt(6.) / np.sqrt(4096 + 1024)
+    fc = getattr(model, level + '_cnn_enc').fc
+    assert fc.weight.abs().max() <= r and fc.bias.abs().max() == 0
+    assert getattr(model, level + '_cnn_gru_enc').embed.weight.abs().max() <= 0.1
+
+
+def test_l2norm_puts_eps_inside_the_square():
+    x = torch.tensor([[3.0, -4.0]], dtype=torch.float64)
+    expected = x / np.sqrt((3 + 1e-8) ** 2 + (-4 + 1e-8) ** 2)
+    assert torch.equal(l2norm(x, -1), expected)
+    assert torch.equal(l2norm(torch.zeros(1, 4), -1), torch.zeros(1, 4))  # padded steps stay 0
+
+
+def test_cosine_on_a_single_image_shard_keeps_its_shape():
+    a, b = torch.rand(1, 3, 5), torch.rand(1, 3, 5)
+    assert cosine_similarity(a, b, dim=2).shape == (1, 3)  # upstream .squeeze() gave (3,) and crashed
+
+
+def test_global_text_embedding_depends_on_the_batch_padding():
+    torch.manual_seed(0)
+    enc = EncoderText_global(20, 6, 8, 1, True)
+    caps = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])
+    alone = enc(caps[1:, :3], torch.tensor([3]))
+    in_batch = enc(caps, torch.tensor([5, 3]))
+    words = enc.word_features(caps[1:, :3], [3])
+    assert torch.allclose(alone, words.sum(1) / 3, atol=1e-7)        # mean over its own length T=3
+    assert torch.allclose(in_batch[1], words[0].sum(0) / 5, atol=1e-7)  # mean over the batch's T=5
+    fixed = EncoderText_global(20, 6, 8, 1, True, mean_by_length=True)
+    fixed.load_state_dict(enc.state_dict())
+    assert torch.allclose(fixed(caps, torch.tensor([5, 3]))[1], alone[0], atol=1e-6)
+
+
+def _random_inputs(n_img=6, n_cap=7, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = l2norm(torch.randn(n_img, 9, d, generator=g), -1)
+    lens = sorted([int(x) for x in torch.randint(2, 6, (n_cap,), generator=g)], reverse=True)
+    caps = torch.zeros(n_cap, max(lens), d)
+    for j, n in enumerate(lens):
+        caps[j, :n] = l2norm(torch.randn(n, d, generator=g), -1)
+    return images, caps, lens
+
+
+@pytest.mark.parametrize('norm', ['clipped_l2norm', 'l2norm', 'softmax', 'no_norm'])
+def test_attention_implementations_agree(norm):
+    images, caps, lens = _random_inputs()
+    ref = local_scores(images, caps, lens, norm, 9., impl='reference')
+    exact = local_scores(images, caps, lens, norm, 9., impl='exact')
+    fast = local_scores(images, caps, lens, norm, 9., impl='fast')
+    assert ref.dtype == exact.dtype == fast.dtype == torch.float64 and ref.shape == (6, 7)
+    assert torch.equal(ref, exact)                       # same operations, same order
+    assert torch.allclose(ref, fast, rtol=0, atol=2e-6)  # algebraically equal
+    b = l2norm(torch.randn(5, 9, 16), -1)
+    assert torch.allclose(cross_region_scores(images, b, norm, 9., impl='reference'),
+                          cross_region_scores(images, b, norm, 9., impl='fast'), rtol=0, atol=2e-6)
+
+
+def test_unknown_raw_feature_norm_raises():
+    images, caps, lens = _random_inputs()
+    for impl in ('reference', 'fast'):
+        with pytest.raises(ValueError):
+            local_scores(images, caps, lens, 'bogus', 9., impl=impl)
+
+
+def test_i2t_is_float32_and_t2i_float64_like_upstream():
+    """The i2t half is computed in float32 (then cast): its values are exactly float32-representable."""
+    from m2hse.xattn import pair_scores_reference
+    images, caps, lens = _random_inputs()
+    i2t = pair_scores_reference(images, [9] * 6, caps, lens, 'clipped_l2norm', 9., False, loop='context')
+    t2i = pair_scores_reference(caps, lens, images, [9] * 6, 'clipped_l2norm', 9., True)
+    assert torch.equal(i2t, i2t.float().double())
+    assert not torch.equal(t2i, t2i.float().double())
+
+
+def test_fast_scores_keep_exact_ties_for_duplicate_captions():
+    images, caps, lens = _random_inputs(n_cap=7)
+    caps[4], lens[4] = caps[3], lens[3]
+    s = local_scores(images, caps, lens, 'clipped_l2norm', 9., impl='fast', dedupe=True)
+    assert torch.equal(s[:, 3], s[:, 4])
+
+
+def test_local_forward_gradients_match_reference():
+    opt = opts.parse_opt(['--embed_size', '8', '--word_dim', '4', '--cnn_dim', '6', '--bovw_dim', '5'])
+    opt.vocab_size = 30
+    torch.manual_seed(0)
+    fast = MMHSE_local(opt, attention='fast')
+    ref = MMHSE_local(opt, attention='reference')
+    ref.load_state_dict(fast.state_dict())
+    cnns, bovws = torch.rand(4, 9, 6), torch.rand(4, 9, 5)
+    caps = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0], [1, 4, 2, 0, 0], [1, 3, 2, 0, 0]])
+    lens = torch.tensor([5, 4, 3, 3])
+    outs = [m(cnns, caps, lens, bovws) for m in (fast, ref)]
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=2e-6)
+    sum(outs[0]).sum().backward()
+    sum(outs[1]).sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_global_forward_shapes_and_dtypes():
+    opt = opts.parse_opt(['--embed_size', '8', '--word_dim', '4', '--cnn_dim', '6', '--bovw_dim', '5'])
+    opt.vocab_size = 30
+    model = MMHSE_global(opt)
+    caps = torch.tensor([[1, 5, 6, 2], [1, 8, 2, 0], [1, 4, 2, 0]])
+    sP, sA1, sA2 = model(torch.rand(3, 6), caps, torch.tensor([4, 3, 3]), torch.rand(3, 5))
+    assert sP.shape == sA1.shape == sA2.shape == (3, 3) and sP.dtype == torch.float32
