@@ -1,0 +1,608 @@
+"""Fashion Hash Net: encoders, matching scores, losses, deploy and cold-start nets
+(upstream polyvore/model/basemodel.py and fashionnet.py)."""
+import logging
+import pickle
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fhn import config as cfg
+from fhn import param as P
+from fhn.backbones import build_backbone
+
+LOGGER = logging.getLogger(__name__)
+
+
+def one_hot(uidx, num):
+    uidx = uidx.view(-1, 1).long()
+    out = torch.zeros(uidx.numel(), num, device=uidx.device)
+    return out.scatter_(1, uidx, 1.0)
+
+
+def contrastive_loss(margin, im, s):
+    """VSE hinge loss per item (no masking of repeated items, quirk 16)."""
+    size, dim = im.shape
+    scores = im.matmul(s.t()) / dim
+    diag = scores.diag()
+    zeros = torch.zeros_like(scores)
+    cost_im = torch.max(zeros, margin - diag.view(-1, 1) + scores)
+    cost_s = torch.max(zeros, margin - diag.view(1, -1) + scores)
+    vse_loss = cost_im.sum(dim=1) + cost_s.sum(dim=0) - 2 * margin
+    return vse_loss / (size - 1)
+
+
+def soft_margin_loss(x):
+    return F.soft_margin_loss(x, torch.ones_like(x), reduction="none")
+
+
+def code_stats(codes):
+    """(fraction > 0, fraction |x| > 0.95) as logged by upstream's debugger threads."""
+    codes = codes.detach().float()
+    return (codes > 0).float().mean().item(), (codes.abs() > 0.95).float().mean().item()
+
+
+class LatentCode(nn.Module):
+    """feat(x) -> scale * x -> tanh (or raw features with without_binary)."""
+
+    def __init__(self, param):
+        super().__init__()
+        self.param = param
+        self.register_buffer("scale", torch.ones(1))
+
+    def set_scale(self, value):
+        self.scale.fill_(value)
+
+    def feat(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        x = self.feat(x)
+        if self.param.without_binary:
+            return x
+        if self.param.scale_tanh:
+            x = torch.mul(x, self.scale)
+        if self.param.binary01:
+            return 0.5 * (torch.tanh(x) + 1)
+        return torch.tanh(x).view(-1, self.param.dim)
+
+
+class TxtEncoder(LatentCode):
+    def __init__(self, in_feature, param):
+        super().__init__(param)
+        self.encoder = nn.Sequential(
+            nn.Linear(in_feature, 1024),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(1024, param.dim, bias=False),
+        )
+
+    def feat(self, x):
+        return self.encoder(x)
+
+    def init_weights(self):
+        nn.init.normal_(self.encoder[0].weight.data, std=0.01)
+        nn.init.constant_(self.encoder[0].bias.data, 0)
+        nn.init.normal_(self.encoder[-1].weight.data, std=0.01)
+
+
+class ImgEncoder(LatentCode):
+    def __init__(self, in_feature, param):
+        super().__init__(param)
+        half = in_feature // 2
+        self.encoder = nn.Sequential(
+            nn.Dropout(),
+            nn.Linear(in_feature, half),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(half, param.dim, bias=False),
+        )
+
+    def feat(self, x):
+        return self.encoder(x)
+
+    def init_weights(self):
+        nn.init.normal_(self.encoder[1].weight.data, std=0.01)
+        nn.init.constant_(self.encoder[1].bias.data, 0)
+        nn.init.normal_(self.encoder[-1].weight.data, std=0.01)
+
+
+class UserEncoder(LatentCode):
+    def __init__(self, param):
+        super().__init__(param)
+        if param.share_user:
+            self.encoder = nn.Sequential(
+                nn.Linear(param.num_users, 128),
+                nn.Softmax(dim=1),
+                nn.Linear(128, param.dim, bias=False),
+            )
+        else:
+            self.encoder = nn.Linear(param.num_users, param.dim, bias=False)
+
+    def feat(self, x):
+        return self.encoder(x)
+
+    def init_weights(self):
+        if self.param.share_user:
+            nn.init.normal_(self.encoder[0].weight.data, std=0.01)
+            nn.init.constant_(self.encoder[0].bias.data, 0.0)
+            nn.init.normal_(self.encoder[-1].weight.data, std=0.01)
+        else:
+            nn.init.normal_(self.encoder.weight.data, std=0.01)
+
+
+class CoreMat(nn.Module):
+    """Weighted hamming similarity weights lambda [1, D]."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+        self.weight = nn.Parameter(torch.Tensor(1, dim))
+        self.init_weights()
+
+    def init_weights(self):
+        self.weight.data.fill_(1.0)
+
+    def forward(self, x):
+        return torch.mul(x, self.weight)
+
+    def __repr__(self):
+        return self.__class__.__name__ + "(dim=" + str(self.dim) + ")"
+
+
+class LearnableScale(nn.Module):
+    def __init__(self, init=1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.Tensor(1).fill_(init))
+
+    def forward(self, inputs):
+        return self.weight * inputs
+
+    def init_weights(self):
+        pass
+
+    def __repr__(self):
+        return self.__class__.__name__ + "()"
+
+
+def outfit_pairs(size):
+    """Item-item pairs a<b; variable-length (4 slots) drops the top-top pair."""
+    indx, indy = np.triu_indices(size, k=1)
+    if size == 4:
+        indx, indy = indx[1:], indy[1:]
+    return indx, indy
+
+
+def match_scores(core, hash_types, ulatent, ilatents, zero_iterm=False, zero_uterm=False,
+                 scale=10.0):
+    """Outfit score [N, 1] from a user code [N, D] and K item codes (fashionnet.py:233-274)."""
+    size = len(ilatents)
+    indx, indy = outfit_pairs(size)
+    latents = torch.stack(ilatents, dim=1)
+    x = latents * ulatent.unsqueeze(1).expand(-1, size, -1)
+    y = latents[:, indx] * latents[:, indy]
+    if hash_types == P.WEIGHTED_HASH_BOTH:
+        score_u = core[0](x).mean(dim=(1, 2))
+        score_i = core[1](y).mean(dim=(1, 2))
+    elif hash_types == P.WEIGHTED_HASH_U:
+        score_u = core(x).mean(dim=(1, 2))
+        score_i = y.mean(dim=(1, 2))
+    elif hash_types == P.WEIGHTED_HASH_I:
+        # quirk 5 (upstream fashionnet.py:259): weights the user term, no item-item term
+        score_u = x.mean(dim=(1, 2))
+        score_i = core(x).mean(dim=(1, 2))
+    elif hash_types == P.NO_WEIGHTED_HASH:
+        score_u = core(x.mean(dim=(1, 2)))
+        score_i = y.mean(dim=(1, 2))
+    else:
+        score_u = x.mean(dim=(1, 2))
+        score_i = y.mean(dim=(1, 2))
+    if zero_iterm:
+        score = score_u * (scale * 2.0)
+    elif zero_uterm:
+        score = score_i * (scale * 2.0)
+    else:
+        score = (score_u + score_i) * scale
+    return score.view(-1, 1)
+
+
+class FashionNet(nn.Module):
+    """Training / pair-accuracy net: forward(posi, nega, uidx) -> (losses, accuracies)."""
+
+    def __init__(self, param, pretrained=None):
+        super().__init__()
+        self.param = param
+        self.scale = 1.0
+        if pretrained is None:
+            pretrained = param.pretrained
+        self.user_embedding = UserEncoder(param)
+        if param.use_visual:
+            self.features = build_backbone(param.backbone, pretrained, param.backbone_weights)
+        num_encoder = 1 if param.single else cfg.NumCate
+        if param.use_visual:
+            feat_dim = self.features.dim
+            self.encoder_v = nn.ModuleList([ImgEncoder(feat_dim, param) for _ in range(num_encoder)])
+        if param.use_semantic:
+            self.encoder_t = nn.ModuleList([TxtEncoder(2400, param) for _ in range(num_encoder)])
+        if param.hash_types == P.NO_WEIGHTED_HASH:
+            self.core = LearnableScale(1)
+        elif param.hash_types == P.WEIGHTED_HASH_BOTH:
+            self.core = nn.ModuleList([CoreMat(param.dim), CoreMat(param.dim)])
+        else:
+            self.core = CoreMat(param.dim)
+        if param.use_semantic and param.use_visual:
+            self.loss_weight = dict(rank_loss=1.0, binary_loss=None, vse_loss=0.1)
+        else:
+            self.loss_weight = dict(rank_loss=1.0, binary_loss=None)
+        self.configure_trace()
+        self.last_scores = None
+        self._debug = {}
+
+    # ----- bookkeeping -------------------------------------------------------------
+    def configure_trace(self):
+        """visdom windows (loss / accuracy / rank) and their legends (fashionnet.py:172-207)."""
+        self.tracer = dict()
+        self.tracer["loss"] = {
+            "train.loss": "Train Loss(*)",
+            "train.binary_loss": "Train Loss",
+            "test.loss": "Test Loss(*)",
+            "test.binary_loss": "Test Loss",
+        }
+        if self.param.use_semantic and self.param.use_visual:
+            self.tracer["loss"].update({
+                "train.vse_loss": "Train VSE Loss",
+                "test.vse_loss": "Test VSE Loss",
+                "train.rank_loss": "Train Rank Loss",
+                "test.rank_loss": "Test Rank Loss",
+            })
+        self.tracer["accuracy"] = {
+            "train.accuracy": "Train(*)",
+            "train.binary_accuracy": "Train",
+            "test.accuracy": "Test(*)",
+            "test.binary_accuracy": "Test",
+        }
+        self.tracer["rank"] = {
+            "test.auc": "AUC(*)",
+            "test.binary_auc": "AUC",
+            "test.ndcg": "NDCG(*)",
+            "test.binary_ndcg": "NDCG",
+        }
+
+    def gather(self, results):
+        losses, accuracy = results
+        loss = 0.0
+        gathered = {}
+        for name, value in losses.items():
+            weight = self.loss_weight[name]
+            value = value.mean()
+            gathered[name] = value.item()
+            if weight:
+                loss += value * weight
+        gathered["loss"] = loss.item()
+        return gathered, {k: v.sum().item() / v.numel() for k, v in accuracy.items()}
+
+    def num_gropus(self):
+        return len(self._modules)
+
+    def set_scale(self, value):
+        if not self.param.scale_tanh:
+            return
+        self.scale = value
+        LOGGER.info("Set the scale to %.3f", value)
+        for m in self.modules():
+            if isinstance(m, LatentCode):
+                m.set_scale(value)
+
+    def init_weights(self):
+        for model in self.children():
+            if isinstance(model, nn.ModuleList):
+                for m in model:
+                    m.init_weights()
+            else:
+                model.init_weights()
+
+    def debug(self):
+        """Code statistics at display steps (upstream debugger threads, synchronous here)."""
+        LOGGER.debug("Scale value: %.3f", self.scale)
+        for key, (balance, ratio) in self._debug.items():
+            LOGGER.debug("%s codes balance: %.3f(p) vs %.3f(n); |x|>0.95: %.3f percent",
+                         key, balance, 1.0 - balance, ratio * 100)
+        cores = self.core if isinstance(self.core, nn.ModuleList) else [self.core]
+        for core in cores:  # quirk 6 fixed: upstream calls self.code.debug() and crashes
+            LOGGER.debug("Core Mat: %s", core.weight.data.view(-1).tolist())
+
+    # ----- scores ------------------------------------------------------------------
+    def sign(self, x):
+        if self.param.binary01:
+            return ((x.detach() - 0.5).sign() + 1) / 2.0
+        return x.detach().sign()
+
+    def scores(self, ulatent, ilatents, scale=10.0):
+        return match_scores(self.core, self.param.hash_types, ulatent, ilatents,
+                            self.param.zero_iterm, self.param.zero_uterm, scale)
+
+    def latent_code(self, items, encoder):
+        cate = [0] * len(items) if self.param.single else self.param.cate_map
+        return [encoder[c](x) for c, x in zip(cate, items)]
+
+    def _pairwise_output(self, lcus, pos_feat, neg_feat, encoder):
+        lcpi = self.latent_code(pos_feat, encoder)
+        lcni = self.latent_code(neg_feat, encoder)
+        pscore = self.scores(lcus, lcpi)
+        nscore = self.scores(lcus, lcni)
+        bcus = self.sign(lcus)
+        bpscore = self.scores(bcus, [self.sign(h) for h in lcpi])
+        bnscore = self.scores(bcus, [self.sign(h) for h in lcni])
+        if self.param.variable_length:
+            # quirk 16: VSE uses slots 1..3 only (balances the top category)
+            latents = torch.stack(lcpi[1:] + lcni[1:], dim=1)
+        else:
+            latents = torch.stack(lcpi + lcni, dim=1)
+        return (pscore, nscore, bpscore, bnscore), latents.view(-1, self.param.dim)
+
+    def semantic_output(self, lcus, pos_feat, neg_feat):
+        scores, latents = self._pairwise_output(lcus, pos_feat, neg_feat, self.encoder_t)
+        self._debug["item.s"] = code_stats(latents)
+        return scores, latents
+
+    def visual_output(self, lcus, pos_img, neg_img):
+        pos_feat = [self.features(x) for x in pos_img]
+        neg_feat = [self.features(x) for x in neg_img]
+        scores, latents = self._pairwise_output(lcus, pos_feat, neg_feat, self.encoder_v)
+        self._debug["item.v"] = code_stats(latents)
+        return scores, latents
+
+    def forward(self, *inputs):
+        posi, nega, uidx = inputs
+        lcus = self.user_embedding(one_hot(uidx, self.param.num_users))
+        self._debug["user"] = code_stats(lcus)
+        loss = dict()
+        if self.param.use_semantic and self.param.use_visual:
+            score_v, latent_v = self.visual_output(lcus, posi[0], nega[0])
+            score_s, latent_s = self.semantic_output(lcus, posi[1], nega[1])
+            scores = [0.5 * (v + s) for v, s in zip(score_v, score_s)]
+            loss.update(vse_loss=contrastive_loss(self.param.margin, latent_v, latent_s))
+        elif self.param.use_visual:
+            scores, _ = self.visual_output(lcus, posi, nega)
+        elif self.param.use_semantic:
+            scores, _ = self.semantic_output(lcus, posi, nega)
+        else:
+            raise ValueError("net_param: set use_visual and/or use_semantic")
+        # (p, n, binary p, binary n) for the training-time rank metric
+        self.last_scores = (uidx.tolist(), [s.detach().float().view(-1).tolist() for s in scores])
+        diff = scores[0] - scores[1]
+        binary_diff = scores[2] - scores[3]
+        loss.update(rank_loss=soft_margin_loss(diff), binary_loss=soft_margin_loss(binary_diff))
+        accuracy = dict(accuracy=torch.gt(diff.data, 0), binary_accuracy=torch.gt(binary_diff.data, 0))
+        return loss, accuracy
+
+    # ----- codes (extract-features, cached evaluation) -------------------------------
+    def user_latent(self, uidx=None):
+        """Relaxed user codes [U, D] (all users) or of `uidx`."""
+        device = self.user_embedding.scale.device
+        if uidx is None:
+            uidx = torch.arange(self.param.num_users, device=device)
+        return self.user_embedding(one_hot(uidx.to(device), self.param.num_users))
+
+    def get_user_binary_code(self, device="cpu"):
+        return self.sign(self.user_latent()).cpu().numpy()
+
+    def get_matching_weight(self):
+        """(lambda_i, lambda_u, alpha) as upstream's extract-features stores them."""
+        if self.param.hash_types == P.WEIGHTED_HASH_BOTH:
+            return (self.core[1].weight.data.cpu().numpy(),
+                    self.core[0].weight.data.cpu().numpy(), 1.0)
+        if self.param.hash_types == P.WEIGHTED_HASH_I:
+            return self.core.weight.data.cpu().numpy(), [], 1.0
+        if self.param.hash_types == P.WEIGHTED_HASH_U:
+            return [], self.core.weight.data.cpu().numpy(), 1.0
+        return [], [], self.core.weight.data.cpu().numpy()
+
+    def encoder_index(self, cate):
+        return 0 if self.param.single else cate
+
+    def item_latent(self, cate, data, branch):
+        """Relaxed codes [N, D] of N items of category `cate` (branch 'v': images, 't': vectors)."""
+        if branch == "v":
+            return self.encoder_v[self.encoder_index(cate)](self.features(data))
+        return self.encoder_t[self.encoder_index(cate)](data)
+
+    def branches(self):
+        return [b for b, on in (("v", self.param.use_visual), ("t", self.param.use_semantic)) if on]
+
+    def scores_from_codes(self, users, items):
+        """(score, binary score) [N, 1] from relaxed codes.
+
+        users: [N, D]; items: {branch: list of K tensors [N, D]} -- same arithmetic as
+        FashionNetDeploy.forward, with the CNN already applied.
+        """
+        outs = []
+        for branch in self.branches():
+            lcpi = items[branch]
+            score = self.scores(users, lcpi)
+            b_score = self.scores(self.sign(users), [self.sign(h) for h in lcpi])
+            outs.append((score, b_score))
+        if len(outs) == 2:
+            return [0.5 * (v + s) for v, s in zip(outs[0], outs[1])]
+        return list(outs[0])
+
+
+class FashionNetDeploy(FashionNet):
+    """Scoring net: forward(items, uidx) -> (score, binary score)."""
+
+    def binary_v(self, items):
+        latent = self.latent_code([self.features(x) for x in items], self.encoder_v)
+        return [self.sign(h) for h in latent]
+
+    def binary_t(self, items):
+        return [self.sign(h) for h in self.latent_code(items, self.encoder_t)]
+
+    def _single_output(self, lcus, feat, encoder):
+        lcpi = self.latent_code(feat, encoder)
+        score = self.scores(lcus, lcpi)
+        b_score = self.scores(self.sign(lcus), [self.sign(h) for h in lcpi])
+        return score, b_score
+
+    def semantic_output(self, lcus, feat):
+        return self._single_output(lcus, feat, self.encoder_t)
+
+    def visual_output(self, lcus, img):
+        return self._single_output(lcus, [self.features(x) for x in img], self.encoder_v)
+
+    def user_codes_for(self, uidx):
+        return self.user_embedding(one_hot(uidx, self.param.num_users))
+
+    def forward(self, *inputs):
+        items, uidx = inputs
+        users = self.user_codes_for(uidx)
+        if self.param.use_semantic and self.param.use_visual:
+            score_v = self.visual_output(users, items[0])
+            score_s = self.semantic_output(users, items[1])
+            return [0.5 * (v + s) for v, s in zip(score_v, score_s)]
+        if self.param.use_visual:
+            return self.visual_output(users, items)
+        if self.param.use_semantic:
+            return self.semantic_output(users, items)
+        raise ValueError("net_param: set use_visual and/or use_semantic")
+
+    def compute_codes(self, items):
+        if self.param.use_semantic and self.param.use_visual:
+            return self.binary_v(items[0]), self.binary_t(items[1])
+        if self.param.use_visual:
+            return self.binary_v(items)
+        if self.param.use_semantic:
+            return self.binary_t(items)
+        raise ValueError("net_param: set use_visual and/or use_semantic")
+
+
+class ColdStart(FashionNetDeploy):
+    """Codes for new users from similar users of a big dataset (fork, fashionnet.py:522-711).
+
+    Needs both branches. user code = sign(beta*code_user + (1-beta)*code_item),
+    beta = epsilon = 0.5. `prepare_codes()` is called by get_net; upstream computes the
+    codes inside __init__, i.e. with the un-loaded net (quirk 19) unless
+    `net_param.data_file` holds them already.
+    """
+
+    beta = 0.5
+    epsilon = 0.5
+
+    def __init__(self, param, pretrained=None):
+        super().__init__(param, pretrained)
+        self.user_codes = None
+
+    def get_outfits(self, loader, device):
+        """Per-user mean of per-outfit codes ((mean visual + mean text) / 2); outfit list."""
+        from fhn.data import PolyvoreLoader  # noqa: F401  (loader built by caller)
+
+        num_users = loader.num_users
+        sums = [torch.zeros(self.param.dim) for _ in range(num_users)]
+        counts = [0] * num_users
+        raw = []
+        for items, uidx in loader:
+            items = to_device(items, device)
+            with torch.no_grad():
+                feat_v, feat_t = self.compute_codes(items)
+            feat_v = [f.cpu().numpy().astype(np.int8) for f in feat_v]
+            feat_t = [f.cpu().numpy().astype(np.int8) for f in feat_t]
+            for n, u in enumerate(uidx.tolist()):
+                outfit_v = sum(v[n] for v in feat_v) / len(feat_v)
+                outfit_t = sum(t[n] for t in feat_t) / len(feat_t)
+                outfit = (outfit_v + outfit_t) / 2
+                sums[u] += torch.from_numpy(outfit).float()
+                counts[u] += 1
+                raw.append(outfit)
+        return [s / c for s, c in zip(sums, counts)], raw
+
+    def load_big_user_codes(self):
+        from common.checkpoint import load_pickle
+
+        path = self.param.big_feature_file
+        LOGGER.info("Loading big user_binary_code from %s", path)
+        return load_pickle(path)["user_codes"]
+
+    def prepare_codes(self, device="cpu"):
+        from fhn.data import get_dataloader
+
+        data = {}
+        if self.param.data_file:
+            try:
+                from common.checkpoint import load_pickle
+                data = load_pickle(self.param.data_file) or {}
+                LOGGER.info("loading data from %s", self.param.data_file)
+            except Exception as e:  # upstream: log and recompute
+                LOGGER.info("loading data failed: %s", e)
+                data = {}
+        big = small = None
+        if data.get("big_outfits_posi_feat") is None or data.get("outfits_raw") is None:
+            big = big or get_dataloader(self.param.big_data_param)
+            big.set_data_mode("PosiOnly")
+            data["big_outfits_posi_feat"], data["outfits_raw"] = self.get_outfits(big, device)
+        if data.get("big_outfits_nega_feat") is None:
+            big = big or get_dataloader(self.param.big_data_param)
+            big.set_data_mode("NegaOnly")
+            data["big_outfits_nega_feat"] = self.get_outfits(big, device)[0]
+        for mode, key in (("PosiOnly", "small_outfits_posi_feat"),
+                          ("NegaOnly", "small_outfits_nega_feat")):
+            if data.get(key) is None:
+                small = small or get_dataloader(self.param.small_data_param)
+                small.set_data_mode(mode)
+                data[key] = self.get_outfits(small, device)[0]
+        if data.get("big_user_codes") is None:
+            data["big_user_codes"] = self.load_big_user_codes()
+        if self.param.data_file:
+            from common.checkpoint import atomic_open
+            with atomic_open("%s_new" % self.param.data_file, "wb") as f:
+                pickle.dump(data, f)
+        self.user_codes = self.cold_start_codes(data)
+        return self.user_codes
+
+    @staticmethod
+    def user_user_embedding(big_outfits, small_outfits, big_user_codes, lambda_i):
+        """uu_i = mean_j [sum_d small_i,d lambda_d big_j,d / D] * code_j."""
+        big = torch.stack([torch.as_tensor(b, dtype=torch.float32) for b in big_outfits])
+        small = torch.stack([torch.as_tensor(s, dtype=torch.float32) for s in small_outfits])
+        codes = torch.as_tensor(np.asarray(big_user_codes), dtype=torch.float32)
+        lam = torch.as_tensor(np.asarray(lambda_i), dtype=torch.float32).view(1, -1)
+        sim = (small * lam) @ big.t() / big.shape[1]
+        return sim @ codes / big.shape[0]
+
+    def cold_start_codes(self, data):
+        lambda_i, lambda_u, _ = self.get_matching_weight()
+        uu = lambda a, b: self.user_user_embedding(a, b, data["big_user_codes"], lambda_i)
+        posi = uu(data["big_outfits_posi_feat"], data["small_outfits_posi_feat"])
+        nega1 = uu(data["big_outfits_posi_feat"], data["small_outfits_nega_feat"])
+        nega2 = uu(data["big_outfits_nega_feat"], data["small_outfits_nega_feat"])
+        eps = self.epsilon
+        code_user = (posi - eps * (nega1 + nega2)) / (1 + 2 * eps)
+        lam_u = torch.as_tensor(np.asarray(lambda_u), dtype=torch.float32).view(1, -1)
+        small_p = torch.stack([torch.as_tensor(s, dtype=torch.float32)
+                               for s in data["small_outfits_posi_feat"]])
+        small_n = torch.stack([torch.as_tensor(s, dtype=torch.float32)
+                               for s in data["small_outfits_nega_feat"]])
+        code_item = (small_p * lam_u - small_n * lam_u) / 2
+        return self.sign(self.beta * code_user + (1 - self.beta) * code_item)
+
+    def user_codes_for(self, uidx):
+        if self.user_codes is None:
+            raise RuntimeError("ColdStart codes not prepared (call prepare_codes)")
+        return self.user_codes.to(uidx.device)[uidx.view(-1).long()]
+
+    def user_latent(self, uidx=None):
+        device = self.user_embedding.scale.device
+        if uidx is None:
+            uidx = torch.arange(self.user_codes.shape[0], device=device)
+        return self.user_codes_for(uidx.to(device))
+
+
+def to_device(data, device):
+    if isinstance(data, (list, tuple)):
+        return tuple(to_device(v, device) for v in data)
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    raise TypeError("data must contain tensors or lists; found {}".format(type(data)))
+
+
+NAMED_MODELS = {"FashionNet": FashionNet, "FashionNetDeploy": FashionNetDeploy,
+                "ColdStart": ColdStart}
