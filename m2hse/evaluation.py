@@ -165,3 +165,11 @@ def eval_local_mAP(model, data_loader, opt, split='dev', attention='fast'):
     result = evaluate('local', model, data_loader, opt, attention=attention)
     log_performance(opt, split, result)
     return result['mAP_sum']
+
+
+def random_mAP_sum(labels, n_trials=5, seed=0):
+    """mAP_sum of uniformly random score matrices (mean over trials): the chance level to beat."""
+    rng = np.random.RandomState(seed)
+    n = len(labels)
+    return float(np.mean([i2t_mAP(s, labels) + t2i_mAP(s, labels)
+                          for s in (rng.rand(n, n) for _ in range(n_trials))]))
