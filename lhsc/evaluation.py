@@ -287,7 +287,7 @@ def load_model(model_path, data_path=None, vocab_path=None, device='cpu'):
 # ----------------------------------------------------------------------------- evalrank
 
 def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=None, device='cpu',
-             shard_size=100, max_mem=2048, reference=False, ensemble=None):
+             shard_size=100, max_mem=2048, reference=False, ensemble=None, fold_images=1000):
     """Upstream evalrank; returns (metrics dict, sims). `ensemble`: extra checkpoint paths whose
     similarity matrices are averaged with this one's (SGRAF = mean of its SAF and SGR models)."""
     paths = [model_path] + list(ensemble or [])
@@ -323,12 +323,14 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
         metrics = retrieval_metrics(sims)
         print_full(metrics)
         return metrics, sims
-    if n_caps < 25000:
-        raise SystemExit('--fold5 needs the 25000 captions of coco testall (5 folds of 1000 images); '
-                         'this split has %d' % n_caps)
+    if n_caps < 25 * fold_images:
+        raise SystemExit('--fold5 needs 5 folds of %d images (coco testall: 25000 captions); '
+                         'this split has %d captions' % (fold_images, n_caps))
     folds, fold_sims = [], []
     for i in range(5):
-        sims = similarity(slice(i * 1000, (i + 1) * 1000), slice(i * 5000, (i + 1) * 5000))
+        # upstream: img_embs[5000i:5000(i+1):5] (every 5th caption's image) and captions 5000i..
+        sims = similarity(slice(i * fold_images, (i + 1) * fold_images),
+                          slice(i * 5 * fold_images, (i + 1) * 5 * fold_images))
         m = retrieval_metrics(sims)
         print("Image to text: %.1f, %.1f, %.1f, %.1f, %.1f" % tuple(m['i2t'].values()))
         print("Text to image: %.1f, %.1f, %.1f, %.1f, %.1f" % tuple(m['t2i'].values()))
