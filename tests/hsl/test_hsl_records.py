@@ -1,0 +1,44 @@
+"""Product top-k box selection, Query access and the Scores CSV."""
+import numpy as np
+import pytest
+
+from hsl.records import Product, Query, Scores, box_areas, top_k_boxes
+
+
+def test_top_k_boxes_largest_first_ties_in_file_order():
+    boxes = np.array([[0, 0, 2, 2],     # area 4
+                      [0, 0, 3, 3],     # 9
+                      [1, 1, 3, 3],     # 4 (tie with row 0)
+                      [0, 0, 1, 5]],    # 5
+                     np.float32)
+    np.testing.assert_array_equal(box_areas(boxes), [4, 9, 4, 5])
+    assert list(top_k_boxes(boxes, 20)) == [1, 3, 0, 2]
+    assert list(top_k_boxes(boxes, 2)) == [1, 3]
+    assert list(top_k_boxes(boxes, 3)) == [1, 3, 0]
+
+
+def test_product_call_returns_top_k_rows_as_float32():
+    boxes = np.array([[0, 0, 1, 1], [0, 0, 5, 5], [0, 0, 2, 2], [0, 0, 9, 9], [0, 0, 3, 3]], np.float32)
+    prods = Product([7, 8], [2, 3], boxes, np.arange(5), [10, 10], [20, 20])
+    prods.features = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    np.testing.assert_array_equal(prods(7, 20), prods.features[[1, 0]])
+    np.testing.assert_array_equal(prods(8, 2), prods.features[[3, 4]])  # rows 2..4, areas 4, 81, 9
+    assert prods(8, 1).dtype == np.float32 and prods(8, 1).shape == (1, 3)
+    with pytest.raises(KeyError, match='product 99'):
+        prods(99, 20)
+
+
+def test_query_train_and_valid_access():
+    train = Query('train', ['a b', 'c'], [0, 1, 0], [5, 6, 7])
+    assert len(train) == 3 and train(2) == ('a b', 7)
+    valid = Query('valid', ['x', 'y'], [1, 0], [5, 6, 7], query_ids=[11, 12], pool_offsets=[0, 2, 3])
+    assert valid(0) == (('11', 'y'), [5, 6]) and valid(1) == (('12', 'x'), [7])
+
+
+def test_scores_dump_csv_full_precision(tmp_path):
+    rec = Scores()
+    rec.add_item('11', 5, np.float32(0.1))
+    rec.add_item('11', 6, -1.25)
+    rec.dump(str(tmp_path / 's.csv'))
+    lines = (tmp_path / 's.csv').read_text().splitlines()
+    assert lines == ['query_id,product_id,score', '11,5,%r' % float(np.float32(0.1)), '11,6,-1.25']

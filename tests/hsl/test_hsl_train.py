@@ -1,0 +1,115 @@
+"""Training: the loss goes down, main.py trains/checkpoints/logs, --resume semantics, GloVe
+handling, and DDP with two gloo processes under torchrun."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint
+from hsl import main as hsl_main
+from hsl.data import load_vocab
+from hsl.model import HSL
+from hsl.utils import get_we_parameter
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_short_training_lowers_the_loss(hh):
+    torch.manual_seed(0)
+    opt = hh.tiny_opt('A', ['--learning_rate', '0.002'])  # --no_txtnorm --score_agg mean
+    opt.we_parameter = None  # plain embedding: learns faster in a few steps
+    model = HSL(opt)
+    g = torch.Generator().manual_seed(0)
+    images, num_boxes = torch.rand(8, 3, 16, generator=g), torch.tensor([3, 2, 1, 3, 2, 3, 1, 2])
+    caps, lengths = torch.randint(4, 10, (8, 4), generator=g), torch.full((8,), 4)
+    model.train_start()
+    losses = [model.train_emb(i, images, num_boxes, caps, lengths) for i in range(40)]
+    assert model.Eiters == 40
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def train_argv(hh, root, logger, *extra):
+    data = os.path.join(root, 'data')
+    return ['--logger_name', logger, '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'),
+            '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
+            '--num_workers', '0', '--device', 'cpu', '--seed', '1', '--batch_size', '4',
+            '--log_step', '1'] + hh.TINY_SIZES + hh.CONFIG_FLAGS['B'] + list(extra)
+
+
+def test_training_checkpoints_logs_and_full_resume(hh, tiny_root, tmp_path, capsys):
+    logger = str(tmp_path / 'run')
+    hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '1'))
+    out = capsys.readouterr().out
+    assert 'epoch\n0\n' in out and 'nDCG score  ' in out and 'best\n' in out
+    ckpt = load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
+    assert ckpt['epoch'] == 1 and ckpt['Eiters'] == 3  # 12 duplicate rows / batch 4
+    assert {'optimizer', 'lr_scheduler', 'best_nDCG'} <= set(ckpt)
+    assert os.path.isfile(os.path.join(logger, 'model_best.pth.tar'))
+    assert any(name.startswith('events.out.tfevents') for name in os.listdir(logger))
+
+    # port checkpoint: epoch, optimizer, schedule and best score continue
+    hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '2',
+                             '--resume', os.path.join(logger, 'checkpoint.pth.tar')))
+    out = capsys.readouterr().out
+    assert '=> resuming training at epoch 1' in out and 'epoch\n1\n' in out and 'epoch\n0\n' not in out
+    ckpt2 = load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
+    assert ckpt2['epoch'] == 2
+    assert ckpt2['lr_scheduler']['last_epoch'] == 2
+    steps = {float(s['step']) for s in ckpt2['optimizer']['state'].values()}
+    assert steps == {6.0}  # Adam steps carried over (3 + 3)
+
+
+def test_upstream_checkpoint_resume_is_weights_only(hh, tiny_root, tmp_path, capsys):
+    glove = str(tmp_path / 'glove.bin')
+    from gensim.models import KeyedVectors
+    kv = KeyedVectors(vector_size=300)
+    kv.add_vectors(['red', 'bag'], np.ones((2, 300), np.float32))
+    kv.save_word2vec_format(glove, binary=True)
+    argv = train_argv(hh, tiny_root, str(tmp_path / 'run'), '--num_epochs', '1', '--glove',
+                      '--no_txtnorm', '--score_agg', 'mean', '--glove_path', glove,
+                      '--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'))
+    hsl_main.main(argv)
+    out = capsys.readouterr().out
+    assert "(epoch 3, nDCG 0.5)" in out and 'epoch\n0\n' in out and 'resuming training' not in out
+    assert 'total loading words from glove... 2' in out
+
+
+def test_glove_missing_stops_training_with_a_clear_message(hh, tiny_root, tmp_path):
+    argv = train_argv(hh, tiny_root, str(tmp_path / 'run'), '--glove', '--glove_path',
+                      str(tmp_path / 'absent.bin'))
+    with pytest.raises(SystemExit) as err:
+        hsl_main.main(argv)
+    assert 'GloVe file not found: %s' % (tmp_path / 'absent.bin') in str(err.value)
+    assert '--glove_path' in str(err.value)
+
+
+def test_glove_rows_known_and_random(tmp_path):
+    from gensim.models import KeyedVectors
+    kv = KeyedVectors(vector_size=300)
+    kv.add_vectors(['bag'], np.full((1, 300), 0.5, np.float32))
+    kv.save_word2vec_format(str(tmp_path / 'g.bin'), binary=True)
+    vocab = load_vocab(os.path.join(os.path.dirname(__file__), 'data', 'upstream_vocab.pkl'))
+    np.random.seed(0)
+    weight = get_we_parameter(vocab, str(tmp_path / 'g.bin'))
+    assert weight.shape == (10, 300) and weight.dtype == np.float64
+    assert np.all(weight[vocab('bag')] == 0.5)
+    assert np.abs(weight[0]).max() <= 0.1 and not np.all(weight[0] == weight[1])
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_gloo_processes(hh, tiny_root, tmp_path):
+    logger = str(tmp_path / 'ddp')
+    code = os.path.join(tiny_root, 'code')
+    argv = train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                           '--master_port', '29517', os.path.join(REPO, 'hsl', 'main.py')] + argv,
+                          cwd=code, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('nDCG score  ') == 1  # rank 0 validates
+    ckpt = load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
+    assert ckpt['Eiters'] == 2  # 12 rows / (2 ranks x batch 4) -> 2 steps per rank
