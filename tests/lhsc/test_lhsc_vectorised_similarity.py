@@ -1,0 +1,107 @@
+"""The vectorised similarity pass equals the per-caption reference loop (upstream's algorithm):
+eval mode for every head, any shard / chunk split (incl. one-image and one-caption pieces), and
+train mode (per-caption BatchNorm statistics, running stats, gradients)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from lhsc.evaluation import caption_chunks, shard_attn_scores
+from lhsc.model import build_model
+
+
+def random_model(make_opt, model, head):
+    torch.manual_seed(3)
+    wrapper = build_model(make_opt(model=model, module_name=head, embed_size=16, sim_dim=8))
+    g = torch.Generator().manual_seed(4)
+    for m in wrapper.sim_enc.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            n = m.weight.numel()
+            m.weight.data = torch.rand(n, generator=g) + .5
+            m.bias.data = torch.rand(n, generator=g) - .5
+            m.running_mean.copy_(torch.rand(n, generator=g) - .5)
+            m.running_var.copy_(torch.rand(n, generator=g) + .5)
+    return wrapper
+
+
+def random_embeddings(n_img, lens, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.nn.functional.normalize(torch.randn(n_img, 36, dim, generator=g), dim=-1)
+    cap = torch.zeros(len(lens), max(lens), dim)
+    for j, n in enumerate(lens):
+        cap[j, :n] = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
+    return img, cap
+
+
+HEADS = [('LHSC', 'SGR'), ('SGRAF', 'SAF'), ('SGRAF', 'SGR')]
+
+
+@pytest.mark.parametrize('model,head', HEADS)
+def test_vectorised_equals_reference_in_eval(make_opt, model, head):
+    wrapper = random_model(make_opt, model, head)
+    wrapper.val_start()
+    lens = [5, 1, 9, 3, 9, 2, 7, 4]
+    img, cap = random_embeddings(6, lens)
+    with torch.no_grad():
+        reference = wrapper.sim_enc.forward_loop(img, cap, lens)
+        fast = wrapper.sim_enc(img, cap, lens)
+    assert fast.shape == reference.shape == (6, 8)
+    assert (fast - reference).abs().max().item() <= 1e-5
+    assert reference.std().item() > 1e-3  # not a degenerate constant matrix
+
+
+@pytest.mark.parametrize('model,head', HEADS)
+@pytest.mark.parametrize('shard_size,max_mem', [(1, 1e-9), (4, 1e-9), (7, 0.05), (100, 2048), (3, 0.02)])
+def test_sharded_chunked_pass_equals_reference(make_opt, model, head, shard_size, max_mem):
+    wrapper = random_model(make_opt, model, head)
+    lens = [int(n) for n in np.random.RandomState(1).randint(1, 12, size=23)]
+    img, cap = random_embeddings(10, lens, seed=2)
+    img_np, cap_np = img.double().numpy(), cap.double().numpy()
+    reference = shard_attn_scores(wrapper, img_np, cap_np, lens, reference=True, progress=False)
+    fast = shard_attn_scores(wrapper, img_np, cap_np, lens, shard_size=shard_size, max_mem=max_mem,
+                             progress=False)
+    assert fast.dtype == np.float64 and fast.shape == (10, 23)
+    assert np.abs(fast - reference).max() <= 1e-5
+
+
+def test_one_image_and_one_caption(make_opt):
+    wrapper = random_model(make_opt, 'LHSC', 'SGR')
+    img, cap = random_embeddings(1, [4])
+    for shard in (1, 100):
+        fast = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), [4], shard_size=shard, progress=False)
+        ref = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), [4], reference=True, progress=False)
+        assert fast.shape == (1, 1) and abs(fast[0, 0] - ref[0, 0]) <= 1e-6
+
+
+def test_caption_chunks_respect_budget_and_cover_everything():
+    lens = [3, 12, 7, 7, 1, 12, 5]
+    per_word = 1000
+    chunks = caption_chunks(lens, n_images=2, max_mem_mib=50000 / 2 ** 20, per_word_bytes=per_word)
+    assert sorted(i for c in chunks for i in c) == list(range(7))
+    for c in chunks:
+        assert len(c) == 1 or 2 * len(c) * max(lens[i] for i in c) * per_word <= 50000
+        assert [lens[i] for i in c] == sorted((lens[i] for i in c), reverse=True)
+    assert chunks[0] == [1, 5]  # longest first, stable among equal lengths
+    assert [len(c) for c in caption_chunks(lens, 5, 1e-12, per_word)] == [1] * 7
+
+
+@pytest.mark.parametrize('model,head', HEADS)
+def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head):
+    wrapper = random_model(make_opt, model, head)
+    for m in wrapper.sim_enc.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    wrapper.train_start()
+    lens = [6, 6, 4, 3, 2]
+    img, cap = random_embeddings(5, lens, seed=5)
+    loop_enc, fast_enc = copy.deepcopy(wrapper.sim_enc), copy.deepcopy(wrapper.sim_enc)
+    ref = loop_enc.forward_loop(img, cap, lens)
+    fast = fast_enc(img, cap, lens)
+    assert (fast - ref).abs().max().item() <= 1e-5
+    for (k, a), b in zip(loop_enc.state_dict().items(), fast_enc.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k   # running stats, caption by caption
+    (ref * torch.arange(25.).view(5, 5)).sum().backward()
+    (fast * torch.arange(25.).view(5, 5)).sum().backward()
+    for p, q in zip(loop_enc.parameters(), fast_enc.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5)
