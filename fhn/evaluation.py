@@ -33,7 +33,6 @@ def resolve_device(gpus, override=None):
     if not torch.cuda.is_available():
         warnings.warn("config names GPUs %s but CUDA is not available: running on CPU" % (gpus,),
                       RuntimeWarning)
-        LOGGER.warning("config names GPUs %s but CUDA is not available: running on CPU", gpus)
         return torch.device("cpu")
     return torch.device("cuda", int(gpus[0]))
 
