@@ -73,6 +73,41 @@ def _to_numpy(t):
     return t.float().cpu().numpy()
 
 
+def encode_texts(model, vocab, texts):
+    """The four text embeddings (each (Q, e), float32) of a list of query strings."""
+    ids, lengths = encode_query_batch(vocab, texts)
+    with autocast(model.device, model.amp):
+        embs = model.net.encode_text(ids.to(model.device), lengths.to(model.device))
+    return [e.float() for e in embs]
+
+
+def encode_products(model, prods, product_ids, top_k, batch_size=PRODUCT_BATCH):
+    """Image embeddings of each product once: x1, x2 (P, B, e) zero-padded, x3, x4 (P, e), num_boxes."""
+    levels, all_boxes = [[], [], [], []], []
+    for b in range(0, len(product_ids), batch_size):
+        images, num_boxes = product_batch(prods, product_ids[b:b + batch_size], top_k)
+        with autocast(model.device, model.amp):
+            embs = model.net.encode_images(images.to(model.device), num_boxes.to(model.device))
+        for level, emb in zip(levels, embs):
+            level.append(emb.float())
+        all_boxes.append(num_boxes)
+    width = max(e.size(1) for e in levels[0])
+    for level in (0, 1):  # object-level embeddings: pad boxes to one width
+        levels[level] = [torch.nn.functional.pad(e, (0, 0, 0, width - e.size(1))) for e in levels[level]]
+    return [torch.cat(level) for level in levels] + [torch.cat(all_boxes).to(model.device)]
+
+
+def score_pool(model, text, q, products, rows):
+    """Upstream's eval score of query q (row of `text`) against products[rows], numpy float32."""
+    x1, x2, x3, x4, num_boxes = products
+    nb = num_boxes[rows]
+    levels = (cal_scores(x1[rows], text[0][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
+              cal_scores(x2[rows], text[1][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
+              cal_scores2(x3[rows], text[2][q:q + 1])[0],
+              cal_scores2(x4[rows], text[3][q:q + 1])[0])
+    return combine_levels(*[_to_numpy(s) for s in levels])
+
+
 @torch.no_grad()
 def evaluate(model, dataset, answer, scorer=None, log_step=50, logging=print, out_path=None,
              chunk=256):
@@ -80,43 +115,22 @@ def evaluate(model, dataset, answer, scorer=None, log_step=50, logging=print, ou
     scorer = scorer or NDCGScorer(K)
     result, record = EvalResult(), (Scores() if out_path is not None else None)
     model.val_start()
-    net, device = model.net, model.device
-    queries, prods, vocab, top_k = dataset.queries, dataset.prods, dataset.vocab, dataset.top_k
+    queries = dataset.queries
     batch_time, end = AverageMeter(), time.time()
     n_chunks = (len(queries) + chunk - 1) // chunk
     for c, start in enumerate(range(0, len(queries), chunk)):
         items = [queries(i) for i in range(start, min(start + chunk, len(queries)))]
-        ids, lengths = encode_query_batch(vocab, [text for (_, text), _ in items])
-        with autocast(device, model.amp):
-            text = [t.float() for t in net.encode_text(ids.to(device), lengths.to(device))]
+        text = encode_texts(model, dataset.vocab, [text for (_, text), _ in items])
         distinct = list(dict.fromkeys(pid for _, pool in items for pid in pool))
         position = {pid: i for i, pid in enumerate(distinct)}
-        img_levels, all_boxes = [[], [], [], []], []
-        for b in range(0, len(distinct), PRODUCT_BATCH):
-            images, num_boxes = product_batch(prods, distinct[b:b + PRODUCT_BATCH], top_k)
-            with autocast(device, model.amp):
-                embs = net.encode_images(images.to(device), num_boxes.to(device))
-            for level, emb in zip(img_levels, embs):
-                level.append(emb.float())
-            all_boxes.append(num_boxes)
-        width = max(e.size(1) for e in img_levels[0])
-        for level in (0, 1):  # object-level embeddings: pad boxes to one width
-            img_levels[level] = [torch.nn.functional.pad(e, (0, 0, 0, width - e.size(1)))
-                                 for e in img_levels[level]]
-        x1, x2, x3, x4 = [torch.cat(level) for level in img_levels]
-        num_boxes = torch.cat(all_boxes).to(device)
+        products = encode_products(model, dataset.prods, distinct, dataset.top_k)
         for q, ((query_id, _), pool) in enumerate(items):
-            rows = torch.tensor([position[pid] for pid in pool], device=device)
-            nb = num_boxes[rows]
-            levels = (cal_scores(x1[rows], text[0][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
-                      cal_scores(x2[rows], text[1][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
-                      cal_scores2(x3[rows], text[2][q:q + 1])[0],
-                      cal_scores2(x4[rows], text[3][q:q + 1])[0])
-            scores = combine_levels(*[_to_numpy(s) for s in levels])
+            rows = torch.tensor([position[pid] for pid in pool], device=model.device)
+            scores = score_pool(model, text, q, products, rows)
             record_query(result, record, query_id, pool, scores, answer, scorer)
         batch_time.update(time.time() - end)
         end = time.time()
-        if c % max(1, log_step // max(1, chunk // 4)) == 0:
+        if c % max(1, log_step * 4 // chunk) == 0:
             logging('Eval: [{0}/{1}]\tTime {batch_time.val:.3f} ({batch_time.avg:.3f})\t'
                     .format(c, n_chunks, batch_time=batch_time))
     _finish(record, out_path, logging)

@@ -1,0 +1,47 @@
+"""predict.py ranks a split's products for a free-text query with upstream's scores; --export."""
+import csv
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hsl import predict
+
+
+def test_predict_scores_equal_upstream_eval_scores_and_export(hh, tiny_root, tmp_path, capsys):
+    data = os.path.join(tiny_root, 'data')
+    ranked, scores = predict.main(['--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+                                   '--query', 'red dress', '--data_path', data,
+                                   '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu',
+                                   '--topn', '3', '--export', str(tmp_path / 'emb')])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == 'rank\tproduct_id\tscore' and len(out) == 1 + 3 + 1
+    assert sorted(ranked) == [11, 12, 13, 14, 15, 16] and list(scores) == sorted(scores, reverse=True)
+    with open(os.path.join(hh.DATA, 'upstream_scores_A.csv')) as f:  # query 101 = 'red dress'
+        want = {int(r['product_id']): float(r['score']) for r in csv.DictReader(f) if r['query_id'] == '101'}
+    got = dict(zip(ranked, scores))
+    for pid, score in want.items():
+        assert got[pid] == pytest.approx(score, rel=1e-5, abs=1e-6)
+    emb = tmp_path / 'emb'
+    assert np.load(emb / 'query_embeddings.npy').shape == (4, 12)
+    assert np.load(emb / 'product_image_embeddings.npy').shape == (6, 2, 12)
+    assert np.load(emb / 'product_object_embeddings.npy').shape == (6, 3, 2, 12)
+    np.testing.assert_array_equal(np.load(emb / 'product_num_boxes.npy'), [2, 1, 3, 2, 1, 3])
+
+
+def test_checkpoint_with_cuda_storages_loads_on_cpu(hh, tiny_root, tmp_path, monkeypatch, capsys):
+    """A GPU-trained upstream checkpoint (storages tagged 'cuda:0') evaluates on a CPU machine."""
+    from common.checkpoint import load_checkpoint
+    from hsl.data import VOCAB_ALIASES
+    ckpt = load_checkpoint(os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'), aliases=VOCAB_ALIASES)
+    path = str(tmp_path / 'gpu_ckpt.pth.tar')
+    monkeypatch.setattr(torch.serialization, 'location_tag', lambda storage: 'cuda:0')
+    torch.save(ckpt, path)
+    monkeypatch.undo()
+    with open(path, 'rb') as f:
+        assert b'cuda:0' in f.read()
+    data = os.path.join(tiny_root, 'data')
+    ranked, _ = predict.main(['--resume', path, '--query', 'bag', '--data_path', data,
+                              '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu'])
+    assert len(ranked) == 6
