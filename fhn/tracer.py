@@ -102,7 +102,18 @@ class Tracer(object):
 
 def connect_visdom(server, port, env):
     """A visdom client, or None (with one warning) when no server answers."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(server).hostname or "localhost"
     try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    try:
+        if not reachable:
+            raise ConnectionError("no server")
         from visdom import Visdom
 
         with warnings.catch_warnings():

@@ -283,7 +283,9 @@ class FashionNetSolver(object):
             "state": dict(best_loss=float(self.best_loss), best_acc=float(self.best_acc),
                           iter=self.iter, last_epoch=self.last_epoch),
             "rng": dict(torch=torch.get_rng_state(),
-                        numpy=torch.from_numpy(np.random.get_state()[1].astype(np.int64))),
+                        numpy=torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                        numpy_pos=int(np.random.get_state()[2]),
+                        numpy_gauss=[int(np.random.get_state()[3]), float(np.random.get_state()[4])]),
         }
         path = self.format_filepath(label, "solver")
         LOGGER.info("Save solver state to %s", path)
@@ -309,8 +311,8 @@ class FashionNetSolver(object):
         rng = state.get("rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
-            st = np.random.get_state()
-            np.random.set_state((st[0], rng["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32),
+                                 rng["numpy_pos"], rng["numpy_gauss"][0], rng["numpy_gauss"][1]))
         # the tanh scale is a buffer restored with the net; set_scale runs again next epoch
         LOGGER.info("Resumed at epoch %d (iteration %d, best loss %.4f)",
                     self.last_epoch, self.iter, self.best_loss)
