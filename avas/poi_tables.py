@@ -23,10 +23,14 @@ def build_poi_vector_tables(model, poi_images, out_dir, device, use_norm=1):
     model.eval()
     names = list(poi_images)
     name_vecs = encode_texts(model, names, device, norm=bool(use_norm)).cpu().numpy()
-    img_table = {}
-    for name in names:
-        imgs = torch.from_numpy(np.stack([load_image_or_zeros(p) for p in poi_images[name]])).to(device)
-        img_table[name] = model.encode_image(imgs, norm=bool(use_norm)).mean(0).cpu().numpy().astype(np.float32)
+    paths = sorted({p for ps in poi_images.values() for p in ps})
+    embedded = {}
+    for start in range(0, len(paths), 16):  # each distinct image is embedded once
+        chunk = paths[start:start + 16]
+        imgs = torch.from_numpy(np.stack([load_image_or_zeros(p) for p in chunk])).to(device)
+        embedded.update(zip(chunk, model.encode_image(imgs, norm=bool(use_norm)).cpu()))
+    img_table = {name: torch.stack([embedded[p] for p in poi_images[name]]).mean(0).numpy().astype(np.float32)
+                 for name in names}
     os.makedirs(out_dir, exist_ok=True)
     save_table(os.path.join(out_dir, IMG_VEC_TABLE if use_norm else IMG_VEC_TABLE_WO_NORM), img_table)
     save_table(os.path.join(out_dir, NAME_VEC_TABLE), {n: v.astype(np.float32) for n, v in zip(names, name_vecs)})
