@@ -91,3 +91,24 @@ def test_map_perfect_and_worst_ranking():
     # each query of class 0 finds its 2 relevant items at ranks 4,5 -> (1/4 + 2/5)/2; class 2 at rank 5 -> 1/5
     expected = np.mean([(1 / 4 + 2 / 5) / 2] * 4 + [1 / 5])
     assert t2i_mAP(worst, labels) == pytest.approx(expected)
+
+
+def test_fuse_weights_and_report(tmp_path):
+    from m2hse import fuse
+    up = os.path.join(HERE, 'data', 'upstream')
+    g, l = os.path.join(up, 'upstream_global_sims.npy'), os.path.join(up, 'upstream_local_sims.npy')
+    labels = os.path.join(up, 'global', 'corel5k_precomp', 'test_labels.npy')
+    only_global = fuse.main(['--global_scores', g, '--local_scores', l, '--labels', labels, '--weight', '1'])
+    assert only_global['i2t_mAP'] == pytest.approx(EXPECTED['global']['i2t_mAP'], abs=1e-12)
+    only_local = fuse.main(['--global_scores', g, '--local_scores', l, '--labels', labels, '--weight', '0'])
+    assert only_local['t2i_mAP'] == pytest.approx(EXPECTED['local']['t2i_mAP'], abs=1e-12)
+    half = fuse.main(['--global_scores', g, '--local_scores', l, '--labels', labels,
+                      '--out_json', str(tmp_path / 'f.json'), '--out_scores', str(tmp_path / 'f.npy')])
+    fused = np.load(tmp_path / 'f.npy')
+    np.testing.assert_allclose(fused, 0.5 * np.load(g) + 0.5 * np.load(l))
+    payload = json.load(open(tmp_path / 'f.json'))
+    assert payload['mAP_sum'] == pytest.approx(half['mAP_sum']) and payload['n_images'] == 12
+    assert 0 < payload['random_mAP_sum'] < 1
+    np.save(tmp_path / 'bad.npy', np.zeros((3, 3)))
+    with pytest.raises(SystemExit, match='shape mismatch'):
+        fuse.main(['--global_scores', g, '--local_scores', str(tmp_path / 'bad.npy'), '--labels', labels])

@@ -140,3 +140,29 @@ def test_ddp_two_gloo_processes(demo_root, tmp_path):
     ckpt = load_checkpoint(str(tmp_path / 'ddp' / 'model.pth.tar'))
     assert ckpt['epoch'] == 1 and all(k.startswith('module.global_') for k in ckpt['model'])
     assert len(_losses(str(tmp_path / 'ddp'))) == 4  # 200 items / 2 ranks / batch 25 per rank
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_predict_query_image_and_export(level, tmp_path, capsys):
+    from m2hse import predict
+    up = os.path.join(HERE, 'data', 'upstream')
+    common = ['--model_path', os.path.join(up, 'upstream_%s.pth.tar' % level), '--data_path', os.path.join(up, level),
+              '--vocab_path', os.path.join(REPO, 'm2hse', 'vocab'), '--top_k', '3']
+    res = predict.main(common + ['--query', 'sky jet plane', '--image_index', '0', '--export', str(tmp_path / 'e.npz')])
+    assert len(res['images']) == 3 and len(res['captions']) == 3
+    emb = np.load(tmp_path / 'e.npz')
+    assert emb['images'].shape == ((12, 16) if level == 'global' else (12, 9, 16)) and emb['labels'].shape == (12,)
+    # the query equals captions 10/11; in the local model (no batch-padding effect) it scores like them
+    if level == 'local':
+        sims = np.load(os.path.join(up, 'upstream_local_sims.npy'))
+        assert res['images'][0] == int(np.argmax(sims[:, 10]))
+    assert 'top-3 images for "sky jet plane"' in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_amp_training_step(workdir):
+    best = train_local.main(['--data_path', './data/fine-grained-data', '--logger_name', 'g', '--model_name', 'g',
+                             '--num_epochs', '1'] + TINY[:TINY.index('--device')] + TINY[TINY.index('--device') + 2:]
+                            + ['--device', 'cuda', '--amp'])
+    assert best > 0 and np.isfinite(_losses('g')).all()
