@@ -18,6 +18,7 @@ import binascii
 import functools
 import logging
 import pickle
+import time
 from array import array
 
 import numpy as np
@@ -258,6 +259,7 @@ def main(argv=None):
             raise SystemExit('error: %s not found (expected {data_path}/{data_name}/%s/%s.tsv)'
                              % (tsv, split, split))
         writer = SplitWriter(os.path.join(root, split), split, opt.feature_dim)
+        start = time.time()
         try:
             kept, skipped = parse_split(tsv, writer, opt.feature_dim, opt.skip_bad_rows,
                                         progress=not opt.no_progress)
@@ -265,9 +267,11 @@ def main(argv=None):
         except ParseError as err:
             writer.features.abort()
             raise SystemExit('error: %s\n(use --skip_bad_rows to skip malformed rows)' % err)
-        print('=> %s: %d rows, %d products, %d boxes%s' % (
+        elapsed = time.time() - start
+        print('=> %s: %d rows, %d products, %d boxes%s (%.1f s, %.1f MB/s)' % (
             split, kept, len(writer.pids), writer.features.rows,
-            ', skipped %d malformed rows' % skipped if skipped else ''))
+            ', skipped %d malformed rows' % skipped if skipped else '', elapsed,
+            os.path.getsize(tsv) / 1e6 / max(elapsed, 1e-9)))
         writers[split] = writer
 
     vocab_path = os.path.join(root, VOCAB_FILE)
