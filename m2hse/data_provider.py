@@ -43,8 +43,12 @@ def check_split(dpath, split, level, cnn_dim, bovw_dim):
     """Check the four files of one split before anything is trained; return the caption count."""
     caps = os.path.join(dpath, '%s_caps.txt' % split)
     if not os.path.isfile(caps):
+        hint = ''
+        parent = os.path.join(os.path.dirname(os.path.normpath(dpath)), '%s_caps.txt' % split)
+        if os.path.isfile(parent):  # upstream shipped its captions one level too high (quirk 9.4)
+            hint = '; %s exists: move the split files into %s/' % (parent, dpath)
         raise DataLayoutError('missing caption file %s (expected N lines of tags; the loaders read '
-                              '<data_path>/<data_name>/{split}_caps.txt)' % caps)
+                              '<data_path>/<data_name>/{split}_caps.txt)%s' % (caps, hint))
     n = len(read_captions(caps))
     regions = (N_REGIONS,) if level == 'local' else ()
     expected = {'cnns': (n,) + regions + (cnn_dim,), 'bovws': (n,) + regions + (bovw_dim,)}

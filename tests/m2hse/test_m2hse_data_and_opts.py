@@ -110,3 +110,9 @@ def test_upstream_defaults_and_quirks():
     assert {k: getattr(opt, k) for k in expected} == expected
     assert list(vars(opt))[:len(expected)] == list(expected)  # pickled in upstream's order
     assert opts.parse_opt(['--bi_gru', 'False']).bi_gru == 'False'  # a truthy string, as upstream
+
+
+def test_upstream_caption_location_gets_a_hint(tmp_path):
+    (tmp_path / 'train_caps.txt').write_text('sky\n')
+    with pytest.raises(data.DataLayoutError, match='move the split files into'):
+        data.check_split(str(tmp_path / 'corel5k_precomp'), 'train', 'global', 4096, 500)

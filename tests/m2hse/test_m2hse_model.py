@@ -141,3 +141,16 @@ def test_global_forward_shapes_and_dtypes():
     caps = torch.tensor([[1, 5, 6, 2], [1, 8, 2, 0], [1, 4, 2, 0]])
     sP, sA1, sA2 = model(torch.rand(3, 6), caps, torch.tensor([4, 3, 3]), torch.rand(3, 5))
     assert sP.shape == sA1.shape == sA2.shape == (3, 3) and sP.dtype == torch.float32
+
+
+def test_local_eval_with_a_one_image_last_shard():
+    """129 images -> the second 128-shard holds one image; upstream's .squeeze() crashed there."""
+    import argparse
+    from m2hse.evaluation import shard_xattn
+    images, caps, lens = _random_inputs(n_img=129, n_cap=3, d=8)
+    opt = argparse.Namespace(raw_feature_norm='clipped_l2norm', lambda_softmax=9.)
+    for impl in ('fast', 'exact', 'reference'):
+        sims = shard_xattn(images.double().numpy(), caps.double().numpy(), lens, opt, attention=impl)
+        assert sims.shape == (129, 3)
+        np.testing.assert_allclose(sims, local_scores(images, caps, lens, 'clipped_l2norm', 9., impl='reference').numpy(),
+                                   atol=2e-6)
