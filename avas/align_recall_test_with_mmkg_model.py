@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from common.checkpoint import CheckpointError
 from avas.align_model import build_model, encode_texts
 from avas.data import list_images, load_image_or_zeros, read_recall_csv, unique_pois
 
@@ -70,7 +71,7 @@ def main(argv=None):
         pois = unique_pois(read_recall_csv(args.in_csv))
         img_paths = list_images(args.image_dir)
         model = build_model(args.model_path, args.bert_path).to(device).eval()
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit('error: %s' % err)
     images_emb = embed_images(model, img_paths, args.batch_size, device, args.amp)
     print(images_emb.size(), len(img_paths))

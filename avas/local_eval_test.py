@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from common.checkpoint import CheckpointError
 from avas.model_local import RANKING_CKPT
 
 DEFAULT_INDEX_FILES = ('data/dwd_mml_train_dataset_1007_urls_train_with_poi_tuomin.csv,'
@@ -140,7 +141,7 @@ def main(argv=None):
         poi_tables = load_poi_tables(args.poi_tables, args.use_norm_vector)
         loader = make_loader(val_file, args, poi_tables)
         model = build_ranking_model(args, device, args.ranking_ckpt)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit('error: %s' % err)
     print('val_iters=', len(loader))
     print('>>> Epoch end. val_evaluate_and_save_ckpt...')

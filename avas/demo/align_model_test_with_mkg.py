@@ -13,6 +13,7 @@ import argparse
 import numpy as np
 import torch
 
+from common.checkpoint import CheckpointError
 from avas.align_model import build_model, encode_texts
 from avas.data import list_images, load_image_or_zeros
 
@@ -41,7 +42,7 @@ def main(argv=None):
     try:
         model = build_model(args.model_path, args.bert_path).to(device).eval()
         img_paths = [os.path.abspath(p) for p in list_images(args.image_dir)]
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit('error: %s' % err)
     text_emb = encode_texts(model, [args.key_word], device)
     rows = []
