@@ -212,7 +212,8 @@ class RankingPairs(Dataset):
     """OSSDataset with local files: image A from oss_url, B from oss_url2 (quirk 20), read from
     <image_root>/<basename>. Text embeddings are computed by the caller in batches."""
 
-    def __init__(self, path, image_root, poi_tables, transform=None):
+    def __init__(self, path, image_root, poi_tables, transform=None, image_size=224):
+        self.size = (image_size, image_size)
         self.path = path
         self.lines = read_ranking_lines(path)
         self.image_root = image_root
@@ -232,7 +233,7 @@ class RankingPairs(Dataset):
             raise OSError('image unreadable: %s (%s)' % (path, err))
         if self.transform is not None:
             img = self.transform(img)
-        return torch.from_numpy(normalize_image(img))
+        return torch.from_numpy(normalize_image(img, self.size))
 
     def __getitem__(self, index):
         lineno, line = self.lines[index]
@@ -278,7 +279,8 @@ def recall_image_name(row):
 class AlignPairs(Dataset):
     """(image, POI-name text) pairs from a recall-format CSV whose images are in image_dir."""
 
-    def __init__(self, csv_path, image_dir, transform=None, skip_missing=True):
+    def __init__(self, csv_path, image_dir, transform=None, skip_missing=True, image_size=224):
+        self.size = (image_size, image_size)
         self.items, self.missing = [], []
         for row in read_recall_csv(csv_path):
             path = os.path.join(image_dir, recall_image_name(row))
@@ -298,7 +300,7 @@ class AlignPairs(Dataset):
         img = open_rgb(path)
         if self.transform is not None:
             img = self.transform(img)
-        return torch.from_numpy(normalize_image(img)), text
+        return torch.from_numpy(normalize_image(img, self.size)), text
 
 
 def collate_align(samples):

@@ -46,6 +46,7 @@ def get_parser():
     p.add_argument('--max_steps', default=0, type=int, help='stop after this many steps (0 = no limit)')
     p.add_argument('--mkg_weight', default=1.0, type=float, help='weight of the MKG TransE loss (0 = CLIP only)')
     p.add_argument('--aug', default=0, type=int, help='1: rotation(5) + flip(0.3) as the ranking train mode')
+    p.add_argument('--image_size', default=224, type=int, help='training resolution (upstream: 224)')
     p.add_argument('--recalibrate_bn', default=0, type=int,
                    help='before saving, re-estimate BN statistics over this many batches (0 = off)')
     p.add_argument('--save_dir', default='runs/align')
@@ -74,7 +75,8 @@ def main(argv=None):
     info = init_distributed(args.device)
     seed_everything(None if args.seed is None else args.seed + info.rank, args.deterministic)
     try:
-        dataset = AlignPairs(args.train_csv, args.image_dir, transform=train_transform() if args.aug else None)
+        dataset = AlignPairs(args.train_csv, args.image_dir, transform=train_transform() if args.aug else None,
+                             image_size=args.image_size)
         model = build_model(args.model_path, args.bert_path, args.bert_layers_num, with_mkg=True,
                             efficientnet_weights_path=args.efficientnet_weights_path,
                             init_bert_weights=args.init_bert_weights)
@@ -107,7 +109,7 @@ def main(argv=None):
     if info.is_main:
         logger.configure(args.log_dir or os.path.join(args.save_dir, 'tb'))
     mkg = 'in_batch' if args.mkg_weight > 0 else None
-    epoch, best_path = start_epoch - 1, None
+    epoch, best_path, history = start_epoch - 1, None, []
     for epoch in range(start_epoch, args.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -138,6 +140,7 @@ def main(argv=None):
             batches = (b[0] for _, b in zip(range(args.recalibrate_bn), loader))
             recalibrate_batchnorm(model, batches, device)
         epoch_loss = meters.meters['loss'].avg if 'loss' in meters.meters else math.inf
+        history.append({'epoch': epoch, 'loss': epoch_loss, 'steps': step})
         if info.is_main:
             if epoch_loss < min_loss:
                 min_loss = epoch_loss
@@ -154,7 +157,7 @@ def main(argv=None):
         logger.close()
         print('done: %d steps, min epoch loss %.4f, best %s' % (step, min_loss, best_path))
     cleanup_distributed()
-    return {'steps': step, 'min_loss': min_loss, 'best': best_path}
+    return {'steps': step, 'min_loss': min_loss, 'best': best_path, 'history': history}
 
 
 if __name__ == '__main__':

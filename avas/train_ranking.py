@@ -33,6 +33,7 @@ def get_parser():
     p.add_argument('--model_name', default=MODEL_NAME)
     p.add_argument('--log_dir', default=None, help='TensorBoard folder (default <save_dir>/tb)')
     p.add_argument('--max_steps', default=0, type=int, help='stop after this many steps (0 = no limit)')
+    p.add_argument('--image_size', default=224, type=int, help='training resolution (upstream: 224)')
     p.add_argument('--resume', default=None, help='<save_dir>/checkpoint_last.pth to continue from')
     add_port_args(p)
     p.set_defaults(ranking_ckpt='')  # training starts from align_model.pth unless one is given
@@ -57,7 +58,8 @@ def main(argv=None):
         model = build_ranking_model(args, device, args.ranking_ckpt or None)
         from avas.data import RankingPairs
         train_set = RankingPairs(train_file, args.image_root, poi_tables,
-                                 transform=train_transform() if args.aug else None)
+                                 transform=train_transform() if args.aug else None,
+                                 image_size=args.image_size)
         val_loader = make_loader(val_file, args, poi_tables)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit('error: %s' % err)

@@ -1,0 +1,153 @@
+"""The entry scripts end to end on tiny real data (photos, POI names, val-CSV lines) with
+deterministic weights: recall inference -> CSV -> recall@K; local_eval_test with a missing image
+(counted, reported, --strict fatal); the AVAS keyword scorer."""
+import json
+import os
+import runpy
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from avas.align_model import ALIGN, POSITION_IDS_KEY
+from avas.data import RECORD_SEP, load_image_or_zeros, read_ranking_lines, read_recall_results
+from avas.evaluation import pairwise_accuracy, recall_at_k
+from avas.model_local import Multimodal_Model
+from common.metrics import roc_auc
+from tests.avas.avas_testlib import (PHOTOS, PIC_NUM, REPO, VAL_CSV, fill_deterministic, make_small_bert,
+                                     set_bn_stats_from)
+
+POIS = [('10060', '北海海底世界'), ('10061', '普陀山'), ('10062', 'Hello Kitty乐园')]
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = str(tmp_path_factory.mktemp('entry'))
+    bert = make_small_bert(os.path.join(root, 'bert'))
+    photos = sorted(os.listdir(PHOTOS))
+    image_dir = os.path.join(root, 'recall_images')
+    os.makedirs(image_dir)
+    rows = []
+    for i, (poi_id, name) in enumerate(POIS):
+        for rank in (1, 2):
+            shutil.copy(os.path.join(PHOTOS, photos[2 * i + rank]), os.path.join(image_dir, '%s_%d.jpg' % (poi_id, rank)))
+            rows.append('%s,%s,http://h/%d.jpg,%d,1,1,1' % (poi_id, name, i, rank))
+    open(os.path.join(image_dir, 'notes.txt'), 'w').write('not an image')
+    open(os.path.join(image_dir, '99999_1.jpg'), 'wb').write(b'broken jpeg')  # -> zeros image, reported
+    with open(os.path.join(root, 'recall.csv'), 'w', encoding='utf-8') as f:
+        f.write('\n'.join(rows) + '\n')
+    align = fill_deterministic(ALIGN(bert_path=bert, with_mkg=True), seed=1)
+    imgs = torch.from_numpy(np.stack([load_image_or_zeros(os.path.join(PHOTOS, p)) for p in photos[:6]]))
+    set_bn_stats_from(align.image_model, imgs)
+    sd = dict(align.state_dict())
+    sd[POSITION_IDS_KEY] = torch.arange(512).unsqueeze(0)
+    torch.save({'epoch': 0, 'min_loss': 1.0, 'state_dict': sd}, os.path.join(root, 'align_model.pth'))
+    return root, bert, image_dir
+
+
+def test_recall_script_then_recall_at_k(env, capsys):
+    from avas.align_recall_test_with_mmkg_model import main as recall_main
+    root, bert, image_dir = env
+    common = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
+              '--in_csv', os.path.join(root, 'recall.csv'), '--batch_size', '4', '--device', 'cpu']
+    out_csv = os.path.join(root, 'out', 'res.csv')
+    recall_main(common + ['--out_csv', out_csv, '--out_json', os.path.join(root, 'r.json'),
+                          '--out_scores', os.path.join(root, 's.npy')])
+    printed = capsys.readouterr().out
+    assert 'unreadable image' in printed and '99999_1.jpg' in printed
+    res = read_recall_results(out_csv)
+    assert len(res) == 3 * 7
+    images = [r[2] for r in res[:7]]
+    assert images == sorted(images) and all(p.startswith(image_dir) for p in images)  # sorted listing
+    assert [r[0] for r in res[::7]] == ['10060', '10061', '10062']  # CSV order of POIs
+    scores = np.load(os.path.join(root, 's.npy'))
+    assert scores.shape == (3, 7) and np.abs(scores).max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(scores.reshape(-1), [r[3] for r in res], rtol=1e-6)
+    summary = json.load(open(os.path.join(root, 'r.json')))
+    assert summary['recall@5'] == recall_at_k(res, 5)
+    assert 'final recall k= {:.3f}'.format(summary['recall@5']) in printed
+    # upstream's one-string-at-a-time text path gives the same scores as padded batches
+    one_csv = os.path.join(root, 'one.csv')
+    recall_main(common + ['--out_csv', one_csv, '--text_batch_size', '1'])
+    np.testing.assert_allclose([r[3] for r in read_recall_results(one_csv)], [r[3] for r in res], atol=1e-5)
+    # the upstream file name, run by path, with --file/--k/--out_json
+    argv = ['align_recall@K.py', '--file', out_csv, '--k', '2', '--out_json', os.path.join(root, 'k.json')]
+    old = list(__import__('sys').argv)
+    __import__('sys').argv = argv
+    try:
+        runpy.run_path(os.path.join(REPO, 'avas', 'align_recall@K.py'), run_name='__main__')
+    finally:
+        __import__('sys').argv = old
+    assert json.load(open(os.path.join(root, 'k.json')))['recall@2'] == recall_at_k(res, 2)
+    assert 'final recall k= {:.3f}'.format(recall_at_k(res, 2)) in capsys.readouterr().out
+
+
+def _ranking_files(env):
+    from avas.align_model import build_model
+    from avas.poi_tables import build_poi_vector_tables
+    root, bert, image_dir = env
+    photos = sorted(os.listdir(PHOTOS))
+    image_root = os.path.join(root, 'oss_images')
+    os.makedirs(image_root, exist_ok=True)
+    lines = []
+    for k, (_, line) in enumerate(read_ranking_lines(VAL_CSV)[:4]):
+        f = line.split(RECORD_SEP)
+        a, b = photos[10 + 2 * k], photos[11 + 2 * k]
+        f[7], f[8] = 'https://oss.example/x/' + a, 'https://oss.example/x/' + b
+        for p in (a, b):
+            if k != 2 or p != b:  # pair 3 lacks its B image
+                shutil.copy(os.path.join(PHOTOS, p), image_root)
+        lines.append(RECORD_SEP.join(f))
+    val = os.path.join(root, 'val.csv')
+    open(val, 'w', encoding='utf-8').write('\n'.join(lines))
+    tables = os.path.join(root, 'tables')
+    os.makedirs(tables, exist_ok=True)
+    shutil.copy(PIC_NUM, tables)
+    model = build_model(os.path.join(root, 'align_model.pth'), bert)
+    names = sorted({n for l in lines for n in l.split(RECORD_SEP)[9].split(',')})
+    build_poi_vector_tables(model, {n: [os.path.join(PHOTOS, photos[i % 6])] for i, n in enumerate(names)},
+                            tables, torch.device('cpu'))
+    ranking = fill_deterministic(Multimodal_Model(model), seed=2)
+    rsd = dict(ranking.state_dict())
+    rsd['align_model.' + POSITION_IDS_KEY] = torch.arange(512).unsqueeze(0)
+    torch.save(rsd, os.path.join(root, 'rank.ckpt'))
+    return val, image_root, tables, photos[15]
+
+
+def test_local_eval_counts_missing_images_and_strict(env, capsys):
+    from avas.local_eval_test import main as eval_main
+    root, bert, _ = env
+    val, image_root, tables, missing = _ranking_files(env)
+    argv = ['--index_files', 'absent_train.csv,%s,absent_test.csv' % val, '--image_root', image_root,
+            '--poi_tables', tables, '--align_ckpt', os.path.join(root, 'align_model.pth'), '--bert_path', bert,
+            '--ranking_ckpt', os.path.join(root, 'rank.ckpt'), '--batch_size', '2', '--device', 'cpu']
+    metrics = eval_main(argv + ['--out_json', os.path.join(root, 'e.json'), '--out_scores', os.path.join(root, 'e.npy')])
+    out = capsys.readouterr().out
+    assert 'Dev Loss:' in out and 'Dev accuracy:' in out and 'pairwise accuracy' in out
+    assert 'pair dropped, line 3' in out and missing in out
+    saved = json.load(open(os.path.join(root, 'e.json')))
+    for key in ('dev_accuracy', 'dev_loss', 'roc_auc', 'n_pairs', 'n_dropped'):
+        assert saved[key] == metrics[key]
+    assert saved['n_pairs'] == 3 and saved['n_dropped'] == 1
+    scores = np.load(os.path.join(root, 'e.npy'))
+    labels = [0.0, 1.0, 1.0]  # ctr_a > ctr_b on val lines 1, 2, 4 of the real CSV
+    assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(labels, scores[:, 0], scores[:, 1]))
+    assert saved['roc_auc'] == pytest.approx(roc_auc(labels, scores[:, 0] - scores[:, 1]))
+    assert 0.0 < saved['dev_loss'] < 5.0
+    with pytest.raises(SystemExit, match='line 3.*%s.*--strict' % missing):
+        eval_main(argv + ['--strict'])
+    with pytest.raises(SystemExit, match='0110_imgs_avg_10vector_wo_norm.npy'):
+        eval_main(argv + ['--use_norm_vector', '0'])
+
+
+def test_avas_keyword_scorer(env):
+    score_main = runpy.run_path(os.path.join(REPO, 'avas', 'demo', 'align_model_test_with_mkg.py'))['main']
+    root, bert, image_dir = env
+    out = os.path.join(root, 'kw.csv')
+    score_main(['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
+                '--out_csv', out, '--batch_size', '6', '--device', 'cpu'])  # 7 images: a 1-image last batch
+    rows = [l.strip().split(',') for l in open(out, encoding='utf-8')]
+    assert len(rows) == 7 and all(os.path.isabs(p) for p, _ in rows)
+    assert all(-1.0 <= float(s) <= 1.0 for _, s in rows)
