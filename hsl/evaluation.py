@@ -18,23 +18,30 @@ PRODUCT_BATCH = 64
 
 
 class EvalResult(object):
-    """nDCG (upstream's mean), per-query values and rankings (for the official scorer)."""
+    """nDCG (upstream's mean), per-query values, scores and rankings (for the official scorer)."""
 
     def __init__(self):
         self.per_query = {}
         self.rankings = {}
         self.random = {}
         self.scores = {}
+        self.pools = {}
+        self.sort_keys = {}
 
     @property
     def num_queries(self):
         return len(self.per_query)
 
+    def upstream_order(self):
+        """Query ids in the order upstream visits them: batches of 4 queries, each batch sorted by
+        query length (collate_fn_eval). Summing in this order reproduces upstream's float exactly."""
+        return sorted(self.sort_keys, key=self.sort_keys.get)
+
     @property
     def nDCG(self):
         meter = AverageMeter()  # plain running mean, the value upstream returns
-        for value in self.per_query.values():
-            meter.update(value)
+        for query_id in self.upstream_order():
+            meter.update(self.per_query[query_id])
         return meter.avg
 
     @property
@@ -47,38 +54,44 @@ def combine_levels(scores1, scores2, scores3, scores4):
     return scores1 + 0.5 * scores2 + scores3 + scores4 * 0.5
 
 
-def record_query(result, record, query_id, pool, scores, answer, scorer):
+def record_query(result, query_id, pool, scores, answer, scorer, sort_key):
     gdprods = answer.get(query_id)
     if gdprods is None:
         logging.warning('WARNING: query %s is not in the answer file; counted as nDCG 0', query_id)
         gdprods = []
-    if record is not None:
-        for j, score in enumerate(scores):
-            record.add_item(query_id, pool[j], score.item())
     result.per_query[query_id] = cal_ndcg(scores, pool, gdprods, scorer, query_id)
     order = np.argsort(scores)[::-1]
     result.rankings[query_id] = [int(pool[j]) for j in order]
     result.scores[query_id] = scores
+    result.pools[query_id] = list(pool)
+    result.sort_keys[query_id] = sort_key
     relevant = sum(1 for p in pool if int(p) in gdprods)
     result.random[query_id] = random_ndcg(len(pool), relevant, K)
 
 
-def _finish(record, out_path, logging):
-    if record is not None:
-        record.dump(out_path)
-        logging('Scores dumped to {}'.format(out_path))
+def _finish(result, out_path, logging):
+    """--score_to: upstream's Scores CSV, rows in upstream's order."""
+    if out_path is None:
+        return
+    record = Scores()
+    for query_id in result.upstream_order():
+        for pid, score in zip(result.pools[query_id], result.scores[query_id]):
+            record.add_item(query_id, pid, score.item())
+    record.dump(out_path)
+    logging('Scores dumped to {}'.format(out_path))
 
 
 def _to_numpy(t):
     return t.float().cpu().numpy()
 
 
-def encode_texts(model, vocab, texts):
+def encode_texts(model, vocab, texts, return_lengths=False):
     """The four text embeddings (each (Q, e), float32) of a list of query strings."""
     ids, lengths = encode_query_batch(vocab, texts)
     with autocast(model.device, model.amp):
         embs = model.net.encode_text(ids.to(model.device), lengths.to(model.device))
-    return [e.float() for e in embs]
+    embs = [e.float() for e in embs]
+    return (embs, lengths) if return_lengths else embs
 
 
 def encode_products(model, prods, product_ids, top_k, batch_size=PRODUCT_BATCH):
@@ -110,30 +123,34 @@ def score_pool(model, text, q, products, rows):
 
 @torch.no_grad()
 def evaluate(model, dataset, answer, scorer=None, log_step=50, logging=print, out_path=None,
-             chunk=256):
-    """Fast path: per chunk of queries, encode texts once and each distinct product once."""
+             chunk=256, batch_size=4):
+    """Fast path: per chunk of queries, encode texts once and each distinct product once.
+    `batch_size` is upstream's eval batch (4): it only fixes the order of the final mean."""
     scorer = scorer or NDCGScorer(K)
-    result, record = EvalResult(), (Scores() if out_path is not None else None)
+    result = EvalResult()
     model.val_start()
     queries = dataset.queries
     batch_time, end = AverageMeter(), time.time()
     n_chunks = (len(queries) + chunk - 1) // chunk
     for c, start in enumerate(range(0, len(queries), chunk)):
         items = [queries(i) for i in range(start, min(start + chunk, len(queries)))]
-        text = encode_texts(model, dataset.vocab, [text for (_, text), _ in items])
+        text, lengths = encode_texts(model, dataset.vocab, [text for (_, text), _ in items],
+                                     return_lengths=True)
         distinct = list(dict.fromkeys(pid for _, pool in items for pid in pool))
         position = {pid: i for i, pid in enumerate(distinct)}
         products = encode_products(model, dataset.prods, distinct, dataset.top_k)
         for q, ((query_id, _), pool) in enumerate(items):
             rows = torch.tensor([position[pid] for pid in pool], device=model.device)
             scores = score_pool(model, text, q, products, rows)
-            record_query(result, record, query_id, pool, scores, answer, scorer)
+            i = start + q
+            record_query(result, query_id, pool, scores, answer, scorer,
+                         (i // batch_size, -int(lengths[q]), i))
         batch_time.update(time.time() - end)
         end = time.time()
         if c % max(1, log_step * 4 // chunk) == 0:
             logging('Eval: [{0}/{1}]\tTime {batch_time.val:.3f} ({batch_time.avg:.3f})\t'
                     .format(c, n_chunks, batch_time=batch_time))
-    _finish(record, out_path, logging)
+    _finish(result, out_path, logging)
     return result
 
 
@@ -142,7 +159,7 @@ def evaluate_naive(model, data_loader, answer, scorer=None, log_step=50, logging
                    out_path=None):
     """Upstream's loop: for each query, repeat its ids over the pool and encode the whole pool."""
     scorer = scorer or NDCGScorer(K)
-    result, record = EvalResult(), (Scores() if out_path is not None else None)
+    result = EvalResult()
     model.val_start()
     batch_time, end = AverageMeter(), time.time()
     for index, (padded_images, pool_sizes, num_boxess, prodss, queries, lengths, query_ids, _) \
@@ -155,11 +172,11 @@ def evaluate_naive(model, data_loader, answer, scorer=None, log_step=50, logging
             embs = [e.float() for e in embs]
             levels = [s[0] for s in model.score_levels(embs, num_boxess[i])]
             scores = combine_levels(*[_to_numpy(s) for s in levels])
-            record_query(result, record, query_ids[i], prodss[i], scores, answer, scorer)
+            record_query(result, query_ids[i], prodss[i], scores, answer, scorer, (result.num_queries,))
         batch_time.update(time.time() - end)
         end = time.time()
         if index % log_step == 0:
             logging('Eval: [{0}/{1}]\tTime {batch_time.val:.3f} ({batch_time.avg:.3f})\t'
                     .format(index, len(data_loader), batch_time=batch_time))
-    _finish(record, out_path, logging)
+    _finish(result, out_path, logging)
     return result

@@ -201,7 +201,8 @@ def validate(opt, val_set, model, answer, epoch=-1, argv=None):
                                 logging=logging.info, out_path=opt.score_to)
     else:
         result = evaluate(model, val_set, answer, scorer, log_step=opt.log_step,
-                          logging=logging.info, out_path=opt.score_to, chunk=opt.eval_chunk)
+                          logging=logging.info, out_path=opt.score_to, chunk=opt.eval_chunk,
+                          batch_size=opt.eval_batch_size)
     nDCG = result.nDCG
     print("nDCG score ", nDCG)
     logging.info('nDCG score {:.5f}'.format(nDCG))
