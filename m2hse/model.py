@@ -139,13 +139,17 @@ class MMHSE_local(_MMHSE):
         super(MMHSE_local, self).__init__(opt)
         self.attention = attention  # 'fast' | 'exact' | 'reference' (m2hse/xattn.py); same scores
 
+    # Under --amp only the encoders run in half precision: the attention keeps upstream's
+    # float32/float64 arithmetic (its masked softmaxes and norms are not half-safe).
     def forward_score(self, img_emb, cap_emb, cap_len):
-        return local_scores(img_emb.float(), cap_emb.float(), cap_len, self.opt.raw_feature_norm,
-                            self.opt.lambda_softmax, impl=self.attention)
+        with torch.autocast(device_type=img_emb.device.type, enabled=False):
+            return local_scores(img_emb.float(), cap_emb.float(), cap_len, self.opt.raw_feature_norm,
+                                self.opt.lambda_softmax, impl=self.attention)
 
     def forward_score_cb(self, c, b):
-        return cross_region_scores(c.float(), b.float(), self.opt.raw_feature_norm, self.opt.lambda_softmax,
-                                   impl=self.attention)
+        with torch.autocast(device_type=c.device.type, enabled=False):
+            return cross_region_scores(c.float(), b.float(), self.opt.raw_feature_norm, self.opt.lambda_softmax,
+                                       impl=self.attention)
 
     def forward(self, cnns, captions, lengths, bovws):
         """-> S_P, S_A1, S_A2 as float64 (n, n), rows = images (CNN images for S_A2)."""

@@ -26,6 +26,8 @@ FLOAT64_QUERY_DIRECTIONS = ('t2i', 'b2c')  # upstream casts these cosines to dou
 
 def l2norm(X, dim, eps=EPS):
     """Upstream model.py:12: eps is added to X *before* squaring (not SCAN's |X| + eps)."""
+    if X.dtype in (torch.float16, torch.bfloat16):  # under --amp: eps underflows, 0/0 on padded steps
+        X = X.float()
     norm = torch.pow(X + eps, 2).sum(dim=dim, keepdim=True).sqrt()
     return torch.div(X, norm)
 

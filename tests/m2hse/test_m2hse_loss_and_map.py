@@ -112,3 +112,9 @@ def test_fuse_weights_and_report(tmp_path):
     np.save(tmp_path / 'bad.npy', np.zeros((3, 3)))
     with pytest.raises(SystemExit, match='shape mismatch'):
         fuse.main(['--global_scores', g, '--local_scores', str(tmp_path / 'bad.npy'), '--labels', labels])
+
+
+def test_total_loss_weights_alpha_for_global_beta_for_local():
+    from m2hse.train import loss_weights
+    opt = argparse.Namespace(alpha_1=.8, alpha_2=.7, beta_1=.4, beta_2=.3)
+    assert loss_weights('global', opt) == (.8, .7) and loss_weights('local', opt) == (.4, .3)

@@ -154,3 +154,24 @@ def test_local_eval_with_a_one_image_last_shard():
         assert sims.shape == (129, 3)
         np.testing.assert_allclose(sims, local_scores(images, caps, lens, 'clipped_l2norm', 9., impl='reference').numpy(),
                                    atol=2e-6)
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_mixed_precision_forward_backward_stays_finite(level):
+    """--amp runs the encoders in half precision; padded word steps must not turn into 0/0 = NaN.
+    (CUDA fp16 is what --amp uses; CPU float16 autocast exercises the same code here.)"""
+    from m2hse.model import MultiSpringBalanceLoss
+    opt = opts.parse_opt(['--embed_size', '8', '--word_dim', '4', '--cnn_dim', '6', '--bovw_dim', '5'])
+    opt.vocab_size = 30
+    torch.manual_seed(0)
+    model = build_model(level, opt)
+    regions = (9,) if level == 'local' else ()
+    caps = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0], [1, 4, 2, 0, 0], [1, 3, 2, 0, 0]])
+    with torch.autocast('cpu', dtype=torch.float16):
+        sims = model(torch.rand(4, *regions, 6), caps, torch.tensor([5, 4, 3, 3]), torch.rand(4, *regions, 5))
+    crit = MultiSpringBalanceLoss(opt)
+    labels = torch.tensor([0., 1., 0., 1.])
+    loss = sum(crit(s.float() if s.dtype != torch.float64 else s, labels) for s in sims)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
