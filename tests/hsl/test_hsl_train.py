@@ -113,3 +113,44 @@ def test_torchrun_ddp_two_gloo_processes(hh, tiny_root, tmp_path):
     assert proc.stdout.count('nDCG score  ') == 1  # rank 0 validates
     ckpt = load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
     assert ckpt['Eiters'] == 2  # 12 rows / (2 ranks x batch 4) -> 2 steps per rank
+
+
+def test_amp_flag_is_a_no_op_on_cpu(hh):
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(4, 3, 16, generator=g), torch.tensor([3, 2, 1, 3]),
+             torch.randint(4, 10, (4, 4), generator=g), torch.full((4,), 4))
+    losses = []
+    for extra in ([], ['--amp']):
+        torch.manual_seed(0)
+        model = HSL(hh.tiny_opt('B', extra))
+        model.val_start()
+        losses.append([model.train_emb(i, *batch) for i in range(2)])
+    assert losses[0] == losses[1]
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_amp_training_and_eval_match_cpu(hh, tiny, tiny_root):
+    from hsl.data import EvalDataset
+    from hsl.evaluation import evaluate
+    data = os.path.join(tiny_root, 'data')
+    vocab = load_vocab(os.path.join(data, 'KDDCup2020', 'kddcup_vocab.pkl'))
+    results = {}
+    for device in ('cpu', 'cuda'):
+        torch.manual_seed(0)
+        opt = hh.tiny_opt('B', ['--data_path', data, '--num_workers', '0'])
+        model = HSL(opt, device=device)
+        results[device] = evaluate(model, EvalDataset(opt, vocab, 'valid'), tiny['answer'])
+    for q in results['cpu'].scores:
+        np.testing.assert_allclose(results['cuda'].scores[q], results['cpu'].scores[q], rtol=1e-3, atol=1e-4)
+    torch.manual_seed(0)
+    model = HSL(hh.tiny_opt('A', ['--amp']), device='cuda')
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.rand(8, 3, 16, generator=g), torch.tensor([3, 2, 1, 3, 2, 3, 1, 2]),
+             torch.randint(4, 10, (8, 4), generator=g), torch.full((8,), 4))
+    model.train_start()
+    losses = [model.train_emb(i, *batch) for i in range(20)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
