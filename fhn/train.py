@@ -115,8 +115,10 @@ class FashionNetSolver(object):
         self.optimizer = OPTIMIZERS[optim_param.name](param_groups, **optim_param.grad_param)
         self.ReduceLROnPlateau = optim_param.lr_scheduler == "ReduceLROnPlateau"
         # quirk 8/14: the raw scheduler_param (Plateau in its default mode "min"); None
-        # crashes upstream, here it means the scheduler's defaults
+        # crashes upstream; here StepLR then gets upstream's documented defaults (30, 0.1)
         scheduler_param = dict(optim_param.scheduler_param or {})
+        if optim_param.scheduler_param is None and optim_param.lr_scheduler == "StepLR":
+            scheduler_param = dict(optim_param.lr_param)
         self.lr_scheduler = SCHEDULERS[optim_param.lr_scheduler](self.optimizer, **scheduler_param)
 
     def adjust_before_epoch(self, epoch):
