@@ -88,14 +88,15 @@ def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(bert, tmp_path):
     common = ['--index_files', '%s,%s,unused' % (train, val), '--image_root', image_root, '--poi_tables', str(tmp_path),
               '--align_ckpt', str(tmp_path / 'align_model.pth'), '--bert_path', bert, '--batch_size', '4',
               '--device', 'cpu']
-    out = main(common + ['--epoch', '4', '--lr', '1e-3', '--image_size', '64', '--save_dir', str(tmp_path / 'rank'),
-                         '--seed', '0', '--aug', '0'])
-    losses = [h['train_loss'] for h in out['history']]
+    # validate on the training pairs: the eval-mode (dropout-free) loss on them must go down
+    fit = ['--index_files', '%s,%s,unused' % (train, train)] + common[2:]
+    out = main(fit + ['--epoch', '4', '--lr', '1e-3', '--save_dir', str(tmp_path / 'rank'), '--seed', '0', '--aug', '0'])
+    losses = [h['dev_loss'] for h in out['history']]
     assert len(losses) == 4 and losses[-1] < losses[0]
     name = os.path.basename(out['best_path'])
     epoch = [h['epoch'] for h in out['history'] if h['dev_accuracy'] == out['best_acc']][0]
     assert name == 'shoucai_siamese_train_concat_poi_%03d_%.4f.ckpt' % (epoch, out['best_acc'])
     state = torch.load(out['best_path'], weights_only=True)
     assert len(state) == 669 and next(iter(state)) == 'linear1.weight'  # bare state_dict
-    metrics = eval_main(common + ['--ranking_ckpt', out['best_path']])
+    metrics = eval_main(fit + ['--ranking_ckpt', out['best_path']])
     assert metrics['dev_accuracy'] == pytest.approx(out['best_acc'])
