@@ -115,7 +115,10 @@ def main(argv=None):
     logging.info('vocabulary size: {}'.format(opt.vocab_size))
     opt.we_parameter = word_embedding_init(opt, vocab)
 
-    model = HSL(opt, device=info.device, dist_info=info)
+    try:
+        model = HSL(opt, device=info.device, dist_info=info)
+    except ValueError as err:  # e.g. an unknown --score_agg
+        fail(str(err))
     start_epoch, best_nDCG = 0, 0
     if opt.resume:
         start_epoch, best_nDCG = resume(opt, model)
@@ -124,7 +127,9 @@ def main(argv=None):
     val_set = EvalDataset(opt, vocab, 'valid') if info.is_main else None
 
     if opt.test:
-        result = validate(opt, val_set, model, answer, argv=argv)
+        result = validate(opt, val_set, model, answer, argv=argv) if info.is_main else None
+        barrier()
+        cleanup_distributed()
         return result
 
     train_loader = get_train_loader(vocab, opt)

@@ -37,13 +37,19 @@ class Product(object):
         self.image_h = np.asarray(image_h, dtype=np.int64)
         self.image_w = np.asarray(image_w, dtype=np.int64)
         self.features = None
+        self.features_path = None
         self._index = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state['features'] = None
+        state['features'] = None  # never pickle the (memory-mapped) features
         state['_index'] = None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.__dict__.get('features_path'):  # e.g. a DataLoader worker started with 'spawn'
+            self.features = np.load(self.features_path, mmap_mode='r')
 
     def __len__(self):
         return len(self.product_ids)
@@ -64,6 +70,7 @@ class Product(object):
             raise ValueError('%s does not match the products pickle (%d ids vs %d products); '
                              're-run parse_dataset.py' % (ids_path, len(ids), len(self)))
         self.features = np.load(features_path, mmap_mode='r')
+        self.features_path = features_path
         if self.features.shape[0] != int(self.num_boxes.sum()):
             raise ValueError('%s has %d rows, the products pickle expects %d boxes; re-run '
                              'parse_dataset.py' % (features_path, self.features.shape[0],

@@ -42,3 +42,15 @@ def test_scores_dump_csv_full_precision(tmp_path):
     rec.dump(str(tmp_path / 's.csv'))
     lines = (tmp_path / 's.csv').read_text().splitlines()
     assert lines == ['query_id,product_id,score', '11,5,%r' % float(np.float32(0.1)), '11,6,-1.25']
+
+
+def test_product_pickle_drops_features_but_reopens_them(tmp_path):
+    import pickle
+    np.save(tmp_path / 'f.npy', np.arange(6, dtype=np.float32).reshape(3, 2))
+    (tmp_path / 'ids.txt').write_text('7\n8\n')
+    prods = Product([7, 8], [1, 2], np.zeros((3, 4), np.float32), np.zeros(3), [1, 1], [1, 1])
+    prods.load_images(str(tmp_path / 'ids.txt'), str(tmp_path / 'f.npy'))
+    raw = pickle.dumps(prods)
+    assert len(raw) < 2000
+    again = pickle.loads(raw)  # what a 'spawn' DataLoader worker receives
+    np.testing.assert_array_equal(again(8, 20), [[2, 3], [4, 5]])
