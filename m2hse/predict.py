@@ -24,7 +24,7 @@ from m2hse import data_provider as data
 from m2hse.evaluation import compute_sims, encode_global_data, encode_local_data
 from m2hse.model import build_model
 from m2hse.test import load_vocab
-from m2hse.train import load_model_checkpoint, strip_module_prefix
+from m2hse.train import load_model_checkpoint, load_weights
 from m2hse.xattn import local_scores
 
 
@@ -68,7 +68,7 @@ def main(argv=None):
     vocab = load_vocab(level, opt)
     opt.vocab_size = len(vocab)
     model = build_model(level, opt).to(args.device)
-    model.load_state_dict(strip_module_prefix(ckpt['model']))
+    load_weights(model, ckpt['model'], args.model_path)
     model.eval()
     try:
         loader = data.get_test_loader(level, vocab, opt, split=args.split)

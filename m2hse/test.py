@@ -10,7 +10,7 @@ from common.vocab import deserialize_vocab
 from m2hse import data_provider as data
 from m2hse.evaluation import evaluate, log_performance
 from m2hse.model import build_model
-from m2hse.train import load_model_checkpoint, strip_module_prefix
+from m2hse.train import load_model_checkpoint, load_weights
 
 DEFAULTS = {  # upstream test_local.py:14-23 / test_global.py:15-24
     'local': {'model_path': './checkpoint/model_best.pth.tar', 'split': 'dev'},
@@ -76,7 +76,7 @@ def main(level, argv=None):
     vocab = load_vocab(level, opt)
     opt.vocab_size = len(vocab)
     model = build_model(level, opt).to(device)
-    model.load_state_dict(strip_module_prefix(checkpoint['model']))
+    load_weights(model, checkpoint['model'], args.model_path)
 
     print('Loading dataset')
     try:

@@ -36,6 +36,16 @@ def strip_module_prefix(state_dict):
     return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
 
 
+def load_weights(model, state_dict, path):
+    """Strict load of (possibly 'module.'-prefixed) weights; a mismatch is explained, not traced."""
+    try:
+        model.load_state_dict(strip_module_prefix(state_dict))
+    except RuntimeError as err:
+        detail = ' '.join(str(err).split())[:600]
+        raise SystemExit('%s does not fit the model built from its options and this vocabulary '
+                         '(different --vocab_path, embed_size or feature dims?): %s' % (path, detail))
+
+
 def load_model_checkpoint(path):
     """Load an upstream or port checkpoint (pickled opts, numpy scalars) without unsafe unpickling."""
     try:
@@ -188,7 +198,7 @@ def main(level, argv=None):
 
     start_epoch, best_mAP_sum = 0, 0
     if resume:
-        core.load_state_dict(strip_module_prefix(resume['model']))
+        load_weights(core, resume['model'], opt.resume)
         if 'optimizer' in resume:
             optimizer.load_state_dict(resume['optimizer'])
         if resume.get('scaler'):

@@ -8,20 +8,22 @@ the cosine between the query vector and its attended context:
     c2b  query = CNN regions,   context = BoVW regions    cosine in float32 (model.py:373)
     b2c  query = BoVW regions,  context = CNN regions     cosine in float64 (model.py:398)
 
-* `pair_scores_reference`: upstream's loop, one query item against all contexts per iteration.
-  Straightforward and slow; used by the tests and the benchmark as the ground truth.
+* `pair_scores_reference`: upstream's loop over one side (captions / BoVW images), each item
+  repeated against the whole other side. Straightforward and slow; the ground truth of the tests
+  and the benchmark.
 * `pair_scores_exact`: upstream's operations in upstream's order, batched over all pairs of equal
-  length (no padding ever enters a sum); chunked to bound memory. Used for evaluation by default.
+  length (no padding ever enters a sum); chunked to bound memory. Bit-equal to `reference`.
 * `pair_scores_fast`: the same function rewritten on the (s x q) dot products only:
   q.wc = sum_s P_ts A_st and |wc|^2 = P G P^T with G the context Gram matrix, so the (q x d)
-  attended vectors are never materialised. Differentiable and light; used for training (and
-  evaluation with --fast_attention). Equal to the others to float32 rounding.
+  attended vectors are never materialised. Differentiable and light; the default for training and
+  evaluation (`test_local.py --attention exact|reference` select the others). Equal to the others
+  to float32 rounding; in evaluation each distinct caption is scored once (`dedupe`), so duplicate
+  captions tie bit-exactly as in upstream's loop.
 """
 import torch
 import torch.nn.functional as F
 
 EPS = 1e-8
-FLOAT64_QUERY_DIRECTIONS = ('t2i', 'b2c')  # upstream casts these cosines to double
 
 
 def l2norm(X, dim, eps=EPS):
@@ -129,8 +131,7 @@ def pair_scores_fast(queries, qlens, contexts, slens, raw_feature_norm, smooth, 
     n_c, s, _ = contexts.shape
     qmask = length_mask(qlens, q, queries.device)                       # (n_q, q)
     smask = length_mask(slens, s, queries.device)                       # (n_c, s)
-    # one 2-D GEMM over all (query vector, context vector) pairs: a row's result does not depend on
-    # its position, so identical captions keep bit-identical scores (upstream's ties survive)
+    # all (query vector, context vector) dot products in one 2-D GEMM
     raw = torch.mm(queries.reshape(n_q * q, -1), contexts.reshape(n_c * s, -1).t())
     raw = raw.view(n_q, q, n_c, s).permute(0, 2, 3, 1)                   # (n_q, n_c, s, q)
     qm = qmask[:, None, None, :]
@@ -150,7 +151,7 @@ def pair_scores_fast(queries, qlens, contexts, slens, raw_feature_norm, smooth, 
         weights, raw, contexts, queries = weights.double(), raw.double(), contexts.double(), queries.double()
     gram = torch.matmul(contexts, contexts.transpose(1, 2))              # (n_c, s, s)
     dot = (weights * raw.transpose(2, 3)).sum(dim=-1)                    # q . wc      (n_q, n_c, q)
-    # |wc|^2 = w G w^T: one GEMM per context item over all (query, word) rows (keeps ties bit-equal)
+    # |wc|^2 = w G w^T: one GEMM per context item over all (query vector) rows
     w_by_ctx = weights.permute(1, 0, 2, 3).reshape(n_c, n_q * q, s)
     wg = torch.bmm(w_by_ctx, gram).view(n_c, n_q, q, s).permute(1, 0, 2, 3)
     wc_sq = (wg * weights).sum(dim=-1).clamp(min=0)

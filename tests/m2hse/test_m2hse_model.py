@@ -175,3 +175,17 @@ def test_mixed_precision_forward_backward_stays_finite(level):
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_all_zero_context_keeps_gradients_finite():
+    """A BoVW block set without keypoints embeds to zero (zero bias at init); upstream's cosine had
+    finite gradients there, so must the fast path."""
+    images, caps, lens = _random_inputs()
+    images[2] = 0
+    images.requires_grad_()
+    caps.requires_grad_()
+    fast = local_scores(images, caps, lens, 'clipped_l2norm', 9., impl='fast')
+    ref = local_scores(images.detach(), caps.detach(), lens, 'clipped_l2norm', 9., impl='reference')
+    assert torch.allclose(fast.detach(), ref, atol=2e-6)
+    fast.sum().backward()
+    assert torch.isfinite(images.grad).all() and torch.isfinite(caps.grad).all()

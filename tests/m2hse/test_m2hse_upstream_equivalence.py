@@ -91,3 +91,15 @@ def test_one_training_step_loss_equals_upstream(level):
     loss.backward()
     grad_norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item()
     assert grad_norm == pytest.approx(exp['grad_norm'], rel=1e-4)
+
+
+def test_checkpoint_that_does_not_fit_the_vocab_is_explained(tmp_path):
+    import json as _json
+    vocab = _json.load(open(os.path.join(VOCAB_DIR, 'corel5k_precomp_vocab.json')))
+    vocab['word2idx']['zzz-new-word'] = 264
+    vocab['idx2word']['264'] = 'zzz-new-word'
+    vocab['idx'] = 265
+    (tmp_path / 'corel5k_precomp_vocab.json').write_text(_json.dumps(vocab))
+    with pytest.raises(SystemExit, match='does not fit the model .*size mismatch'):
+        test_global.main(['--data_path', os.path.join(UPSTREAM, 'global'), '--vocab_path', str(tmp_path),
+                          '--model_path', os.path.join(UPSTREAM, 'upstream_global.pth.tar'), '--device', 'cpu'])
