@@ -37,7 +37,8 @@ def test_legacy_checkpoint_dict_loads():
 
 
 @pytest.mark.parametrize('level', ['global', 'local'])
-def test_cli_reproduces_upstream_scores_and_map(level, tmp_path, capsys):
+def test_cli_reproduces_upstream_scores_and_map(level, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the checkpoint's logger_name is ./log
     module = test_global if level == 'global' else test_local
     out_json, out_scores = tmp_path / 'r.json', tmp_path / 's.npy'
     result = module.main(['--data_path', os.path.join(UPSTREAM, level), '--vocab_path', VOCAB_DIR,
@@ -57,12 +58,16 @@ def test_cli_reproduces_upstream_scores_and_map(level, tmp_path, capsys):
     assert 'i2t mAP %.4f' % EXPECTED[level]['i2t_mAP'] in out
     assert 'mAP_sum: %.4f' % (EXPECTED[level]['i2t_mAP'] + EXPECTED[level]['t2i_mAP']) in out
     assert 'use GPU: 0.0' in out and 'Computing results...' in out
+    # --split is only the log label (upstream defaults: dev for local, test for global); test files are read
+    assert open(tmp_path / 'log' / 'performance.log').read().startswith(
+        'split: %s \nImage to text: %.4f ' % ('dev' if level == 'local' else 'test', EXPECTED[level]['i2t_mAP']))
     if level == 'local':
         assert 'corel5k_precomp_vocab_new_2.json not found; falling back to' in out
         assert out.count('n_im_shard: 1, n_cap_shard: 1') == 2
 
 
-def test_local_exact_attention_matches_upstream_bitwise(tmp_path):
+def test_local_exact_attention_matches_upstream_bitwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = test_local.main(['--data_path', os.path.join(UPSTREAM, 'local'), '--vocab_path', VOCAB_DIR,
                               '--model_path', os.path.join(UPSTREAM, 'upstream_local.pth.tar'),
                               '--attention', 'exact', '--device', 'cpu'])
