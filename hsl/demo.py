@@ -35,13 +35,15 @@ def run(args, cwd, env):
             print('    ' + line, flush=True)
     if proc.returncode != 0:
         raise SystemExit('demo failed: %s exited with %d' % (args[0], proc.returncode))
-    return time.time() - start, ' '.join(['python'] + [os.path.relpath(args[0], cwd)] + args[1:])
+    script = os.path.relpath(args[0], os.path.dirname(HERE))  # shown as hsl/<script>.py
+    return time.time() - start, ' '.join(['python', script] + args[1:])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out_dir', required=True)
-    parser.add_argument('--epochs', default=3, type=int)
+    parser.add_argument('--epochs', default=4, type=int)
+    parser.add_argument('--learning_rate', default='0.0005')
     opt = parser.parse_args(argv)
     out = os.path.abspath(opt.out_dir)
     code = os.path.join(out, 'code')
@@ -52,7 +54,7 @@ def main(argv=None):
     run([os.path.join(HERE, 'make_demo_data.py'), '--out_dir', '../data', '--train_rows', '400'], code, env)
     run([os.path.join(HERE, 'parse_dataset.py'), '--no_progress', '--rebuild_vocab'], code, env)
     train_args = ['--logger_name', 'runs/KddCup2020'] + README_FLAGS + SIZES + RUN_FLAGS + [
-        '--num_epochs', str(opt.epochs), '--batch_size', '32', '--learning_rate', '0.001',
+        '--num_epochs', str(opt.epochs), '--batch_size', '32', '--learning_rate', opt.learning_rate,
         '--log_step', '5']
     run([os.path.join(HERE, 'main.py')] + train_args, code, env)
     result_json = os.path.join(out, 'eval.json')
