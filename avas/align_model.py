@@ -201,13 +201,22 @@ def build_model(model_path=None, bert_path='bert-base-chinese', bert_layers_num=
 
 @torch.no_grad()
 def encode_texts(model, texts, device, norm=True, batch_size=64):
-    """Embed texts in padded batches (attention masks make padding inert); batch_size=1 is
-    upstream's one-string-per-call path."""
+    """Embed texts in padded batches (attention masks make padding inert; texts are grouped by
+    length to pad little, results returned in input order); batch_size=1 is upstream's
+    one-string-per-call path."""
     from avas.tokenization import tokenize
+    texts = list(texts)
+    if not texts:
+        return torch.zeros((0, model.text_hidden_layer.out_features), device=device)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if batch_size > 1 else list(range(len(texts)))
     out = []
     for start in range(0, len(texts), batch_size):
-        out.append(model.encode_text(tokenize(model.tokenizer, texts[start:start + batch_size], device), norm=norm))
-    return torch.cat(out) if out else torch.zeros((0, model.text_hidden_layer.out_features), device=device)
+        chunk = [texts[i] for i in order[start:start + batch_size]]
+        out.append(model.encode_text(tokenize(model.tokenizer, chunk, device), norm=norm))
+    embeddings = torch.cat(out)
+    result = torch.empty_like(embeddings)
+    result[torch.tensor(order, device=embeddings.device)] = embeddings
+    return result
 
 
 @torch.no_grad()
