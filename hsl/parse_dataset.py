@@ -125,8 +125,8 @@ class SplitWriter(object):
         self.pids, self.nboxes, self.heights, self.widths = array('q'), array('q'), array('q'), array('q')
         self.boxes, self.labels = bytearray(), bytearray()
         self.text_ids = {}
-        self.row_text, self.row_pid = array('q'), array('q')   # one entry per TSV row
-        self.pools = {}                                         # valid: query_id -> [text, pids]
+        self.row_text, self.row_pid = array('q'), array('q')   # train: one entry per TSV row
+        self.pools = {}                                         # others: query_id -> [text, pids]
 
     def file(self, suffix):
         return os.path.join(self.folder, '%s.%s' % (self.split, suffix))
@@ -142,9 +142,11 @@ class SplitWriter(object):
             self.labels += labels
             self.features.append(features, n)
         text_id = self.text_ids.setdefault(query, len(self.text_ids))
-        self.row_text.append(text_id)
-        self.row_pid.append(pid)
-        self.pools.setdefault(qid, [text_id, []])[1].append(pid)
+        if self.split == 'train':  # one (query, product) pair per row
+            self.row_text.append(text_id)
+            self.row_pid.append(pid)
+        else:  # candidate pools grouped by query_id
+            self.pools.setdefault(qid, [text_id, []])[1].append(pid)
 
     def texts(self):
         return list(self.text_ids)

@@ -132,3 +132,11 @@ def test_missing_tsv_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit) as err:
         run_parse(tmp_path)
     assert 'train.tsv not found' in str(err.value)
+
+
+def test_vocab_pickle_round_trip(tmp_path):
+    vocab = parse_dataset.build_vocab(['Red dress', "women's red shoes", 'red'], 2)
+    parse_dataset.write_vocab(vocab, str(tmp_path / 'v.pkl'))
+    again = load_vocab(str(tmp_path / 'v.pkl'))
+    assert (again.word2idx, again.idx2word, again.idx) == (vocab.word2idx, vocab.idx2word, vocab.idx)
+    assert again.word2idx == {'<pad>': 0, '<start>': 1, '<end>': 2, '<unk>': 3, 'red': 4}

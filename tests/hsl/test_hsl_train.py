@@ -55,6 +55,12 @@ def test_training_checkpoints_logs_and_full_resume(hh, tiny_root, tmp_path, caps
     assert set(events.Tags()['scalars']) == {'batch_time', 'data_time', 'lr', 'Cnt Le', 'nDCG'}
     assert [e.step for e in events.Scalars('Cnt Le')] == [1, 2, 3]  # step = Eiters, as upstream
 
+    # the saved checkpoint re-evaluates to exactly the score it was saved with
+    evaluated = hsl_main.main(train_argv(hh, tiny_root, logger, '--test', '--resume',
+                                         os.path.join(logger, 'checkpoint.pth.tar')))
+    assert evaluated.nDCG == ckpt['nDCG']
+    capsys.readouterr()
+
     # port checkpoint: epoch, optimizer, schedule and best score continue
     hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '2',
                              '--resume', os.path.join(logger, 'checkpoint.pth.tar')))
