@@ -58,8 +58,7 @@ def main(argv=None):
             print(opt.logger_name)
             print(opt.model_name)
         adjust_learning_rate(opt, model.optimizer, epoch)
-        if getattr(train_loader, 'sampler', None) is not None and hasattr(train_loader.sampler, 'set_epoch'):
-            train_loader.sampler.set_epoch(epoch)
+        reseed_shuffle(train_loader, opt.seed, epoch)
 
         train(opt, train_loader, model, epoch, val_loader)
         r_sum = validate(opt, val_loader, model)
@@ -74,7 +73,8 @@ def main(argv=None):
                 'best_rsum': best_rsum,
                 'opt': opt,
                 'Eiters': model.Eiters,
-                'optimizer': model.optimizer.state_dict(),  # port addition, for --resume
+                'optimizer': model.optimizer.state_dict(),  # port additions, for --resume
+                'rng_state': torch.get_rng_state(),
             }, is_best, filename='checkpoint_{}.pth.tar'.format(epoch), prefix=opt.model_name + '/')
         barrier()
     if info.is_main:
@@ -166,6 +166,15 @@ def adjust_learning_rate(opt, optimizer, epoch):
         param_group['lr'] = lr
 
 
+def reseed_shuffle(train_loader, seed, epoch):
+    """Epoch-dependent shuffling so a resumed run sees the same batches as an uninterrupted one."""
+    sampler = getattr(train_loader, 'sampler', None)
+    if hasattr(sampler, 'set_epoch'):
+        sampler.set_epoch(epoch)  # DistributedSampler: seed + epoch
+    elif seed is not None and train_loader.generator is not None:
+        train_loader.generator.manual_seed(seed * 100003 + epoch)
+
+
 def latest_checkpoint(folder):
     found = []
     for path in glob.glob(os.path.join(folder, 'checkpoint_*.pth.tar')):
@@ -191,6 +200,8 @@ def resume(opt, model):
     else:
         print('%s has no optimizer state (an upstream checkpoint): Adam restarts from zero moments' % path)
     model.Eiters = checkpoint.get('Eiters', 0)
+    if 'rng_state' in checkpoint:
+        torch.set_rng_state(checkpoint['rng_state'])
     print("=> resumed from '{}' (epoch {}, best_rsum {})".format(path, checkpoint['epoch'],
                                                                  checkpoint.get('best_rsum', 0)))
     return checkpoint['epoch'], checkpoint.get('best_rsum', 0)
