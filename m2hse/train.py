@@ -89,9 +89,19 @@ def restore_rng_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def save_epoch_checkpoint(state, is_best, prefix):
-    """model.pth.tar every epoch (atomic), copied to model_best.pth.tar when best (upstream :116-136)."""
-    save_checkpoint(state, os.path.join(prefix, 'model.pth.tar'))
+def save_epoch_checkpoint(state, is_best, prefix, tries=15):
+    """model.pth.tar every epoch (atomic), copied to model_best.pth.tar when best (upstream :116-136,
+    which also retried a failing save up to 15 times)."""
+    while True:
+        try:
+            save_checkpoint(state, os.path.join(prefix, 'model.pth.tar'))
+            break
+        except OSError as error:
+            tries -= 1
+            print('model save model.pth.tar failed, remaining {} trials'.format(tries), flush=True)
+            if not tries:
+                raise error
+            time.sleep(1)
     if is_best:
         message = "\n--------save best model at epoch %d---------\n" % (state["epoch"] - 1)
         print(message, flush=True)
