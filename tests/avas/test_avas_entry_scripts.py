@@ -151,3 +151,26 @@ def test_avas_keyword_scorer(env):
     rows = [l.strip().split(',') for l in open(out, encoding='utf-8')]
     assert len(rows) == 7 and all(os.path.isabs(p) for p, _ in rows)
     assert all(-1.0 <= float(s) <= 1.0 for _, s in rows)
+
+
+def test_predict_recall_and_pair(env, capsys):
+    from avas.predict import main as predict_main
+    root, bert, image_dir = env
+    base = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--device', 'cpu']
+    out = predict_main(base + ['--title', '普陀山', '--image_dir', image_dir, '--top', '3'])
+    scores = [s for _, s in out['recall']]
+    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    res = read_recall_results(os.path.join(root, 'out', 'res.csv'))  # same model, same POI name
+    expect = {p: s for poi, _, p, s in res if poi == '10061'}
+    for path, score in out['recall']:
+        assert score == pytest.approx(expect[path], abs=1e-5)
+    if not os.path.isfile(os.path.join(root, 'rank.ckpt')):
+        pytest.skip('needs the ranking checkpoint of test_local_eval_counts_missing_images_and_strict')
+    photos = sorted(os.listdir(PHOTOS))
+    pair = predict_main(base + ['--title', '普陀山一日游', '--poi_names', '普陀山', '--ranking_ckpt',
+                                os.path.join(root, 'rank.ckpt'), '--image_a', os.path.join(PHOTOS, photos[0]),
+                                '--image_b', os.path.join(PHOTOS, photos[1])])['pair']
+    s1, s2, p = pair
+    assert p == pytest.approx(1 / (1 + np.exp(-(s1 - s2))), rel=1e-6)
+    with pytest.raises(SystemExit, match='--image_a'):
+        predict_main(base + ['--title', 'x', '--ranking_ckpt', os.path.join(root, 'rank.ckpt')])
