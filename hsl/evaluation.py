@@ -123,7 +123,7 @@ def score_pool(model, text, q, products, rows):
 
 @torch.no_grad()
 def evaluate(model, dataset, answer, scorer=None, log_step=50, logging=print, out_path=None,
-             chunk=256, batch_size=4):
+             chunk=128, batch_size=4):
     """Fast path: per chunk of queries, encode texts once and each distinct product once.
     `batch_size` is upstream's eval batch (4): it only fixes the order of the final mean."""
     scorer = scorer or NDCGScorer(K)

@@ -92,8 +92,9 @@ def build_parser():
                       help="evaluate with upstream's per-query loop (slow reference path)")
     port.add_argument('--eval_batch_size', default=4, type=int,
                       help='queries per batch of the naive evaluation loop (upstream: 4)')
-    port.add_argument('--eval_chunk', default=256, type=int,
-                      help='queries whose candidate products are encoded together (fast evaluation)')
+    port.add_argument('--eval_chunk', default=128, type=int,
+                      help='queries whose candidate products are encoded together (fast evaluation; '
+                           'memory ~ chunk x pool x top_k x embed_size x 8 bytes)')
     add_runtime_args(parser, device_default='auto')
     return parser
 
