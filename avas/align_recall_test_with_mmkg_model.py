@@ -54,12 +54,25 @@ def embed_images(model, img_paths, batch_size, device, amp=False):
     return torch.cat(chunks)
 
 
-def write_rows(path, rows):
+def write_rows(path, pois, img_paths, scores):
+    """One line per (POI, image): poi_id,name,image_path,str(np.float32 score), POIs outer."""
     from common.checkpoint import atomic_open
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     with atomic_open(path, 'w') as f:
-        for row in rows:
-            f.write(','.join(str(x) for x in row) + '\n')
+        for i, (poi_id, name) in enumerate(pois):
+            f.writelines('%s,%s,%s,%s\n' % (poi_id, name, img, str(score)) for img, score in zip(img_paths, scores[i]))
+
+
+def recall_from_matrix(pois, img_paths, scores, k):
+    """recall@K of align_recall@K.py computed on the score matrix: a stable descending sort keeps
+    ties in listing order, exactly like sorting the written rows."""
+    from avas.evaluation import image_id
+    ids = np.array([image_id(p) for p in img_paths])
+    hits = [np.any(ids[np.argsort(-scores[i], kind='stable')[:k]] == poi_id) for i, (poi_id, _) in enumerate(pois)]
+    by_poi = {}
+    for (poi_id, _), hit in zip(pois, hits):  # align_recall@K groups rows by poi_id only
+        by_poi[poi_id] = by_poi.get(poi_id, False) or hit
+    return sum(by_poi.values()) / len(by_poi)
 
 
 def main(argv=None):
@@ -79,22 +92,21 @@ def main(argv=None):
     # upstream key_word line (:44,70) is a NameError as shipped and its value unused: dropped
     text_emb = encode_texts(model, [name for _, name in pois], device, batch_size=args.text_batch_size)
     scores = (images_emb @ text_emb.t()).t().cpu().numpy().astype(np.float32)  # POIs x images
-    rows = [(poi_id, name, img_paths[j], scores[i, j])
-            for i, (poi_id, name) in enumerate(pois) for j in range(len(img_paths))]
-    write_rows(args.out_csv, rows)
-    print('wrote %d rows (%d POIs x %d images) to %s' % (len(rows), len(pois), len(img_paths), args.out_csv))
+    write_rows(args.out_csv, pois, img_paths, scores)
+    print('wrote %d rows (%d POIs x %d images) to %s' % (len(pois) * len(img_paths), len(pois), len(img_paths),
+                                                         args.out_csv))
     if args.out_scores:
         from common.results import save_scores
         save_scores(args.out_scores, scores)
+    value = None
     if args.out_json:
-        from avas.evaluation import recall_at_k
         from common.results import write_results
-        value = recall_at_k([(p, n, path, float(s)) for p, n, path, s in rows], args.k)
+        value = recall_from_matrix(pois, img_paths, scores, args.k)
         print('final recall k= {:.3f}'.format(value))
         write_results(args.out_json, {'recall@%d' % args.k: value, 'n_pois': len(pois),
                                       'n_images': len(img_paths)}, 'avas', argv=argv, seed=args.seed,
                       checkpoint=args.model_path, data_path=args.in_csv)
-    return rows
+    return {'pois': pois, 'images': img_paths, 'scores': scores, 'recall': value}
 
 
 if __name__ == '__main__':

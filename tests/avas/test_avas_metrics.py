@@ -77,3 +77,18 @@ def test_attention_pooling_raw_masked_weights_by_hand():
     assert out.shape == (1, 1, 1)
     assert out.item() == pytest.approx(expect, rel=1e-5, abs=1e-6)
     assert layer(q, keys, torch.tensor([[0.0]])).item() == 0.0  # no POI -> zero vector
+
+
+def test_recall_from_matrix_equals_recall_of_written_rows(tmp_path):
+    from avas.align_recall_test_with_mmkg_model import recall_from_matrix, write_rows
+    from avas.data import read_recall_results
+    rng = np.random.default_rng(0)
+    pois = [('1', 'a'), ('2', 'b'), ('3', 'c'), ('1', 'a2')]  # a poi_id with two names (grouped by id)
+    images = ['d/%d_%d.jpg' % (p, r) for p in (1, 2, 3, 4) for r in (1, 2)]
+    scores = np.round(rng.normal(size=(4, 8)), 1).astype(np.float32)  # rounding makes ties
+    scores[1, :] = 0.5  # all ties: listing order decides
+    write_rows(str(tmp_path / 'r.csv'), pois, images, scores)
+    rows = read_recall_results(str(tmp_path / 'r.csv'))
+    assert rows[0][3] == float(str(scores[0, 0]))
+    for k in (1, 2, 3, 5):
+        assert recall_from_matrix(pois, images, scores, k) == recall_at_k(rows, k)
