@@ -69,6 +69,30 @@ def word_embedding_init(opt, vocab):
         fail(str(err))
 
 
+# flags that shape the model or its scores; upstream takes them from the command line only
+MODEL_FLAGS = ('word_dim', 'embed_size', 'img_dim', 'no_imgnorm', 'no_txtnorm', 'glove', 'top_k',
+               'd_model', 'score_agg', 'HIDDEN_SIZE', 'DROPOUT_R', 'FLAT_MLP_SIZE', 'FLAT_GLIMPSES',
+               'FLAT_OUT_SIZE')
+
+
+def model_flags_from_checkpoint(opt):
+    """--opt_from_checkpoint: copy MODEL_FLAGS from the checkpoint's stored opt (quirk: main.py:52)."""
+    if not os.path.isfile(opt.resume):
+        fail('--opt_from_checkpoint needs an existing --resume checkpoint (got %r)' % opt.resume)
+    try:
+        stored = load_checkpoint(opt.resume, map_location='cpu', aliases=VOCAB_ALIASES).get('opt')
+    except CheckpointError as err:
+        fail(str(err))
+    if stored is None:
+        fail('%s stores no opt; give the model flags on the command line' % opt.resume)
+    changed = []
+    for name in MODEL_FLAGS:
+        if hasattr(stored, name) and getattr(stored, name) != getattr(opt, name):
+            changed.append('%s=%r' % (name, getattr(stored, name)))
+            setattr(opt, name, getattr(stored, name))
+    logging.info('model flags from %s: %s', opt.resume, ', '.join(changed) or 'same as the command line')
+
+
 def resume(opt, model):
     """Load --resume. Upstream checkpoints: weights + Eiters only (training restarts at epoch 0,
     best 0, fresh optimizer: main.py:55-69). Port checkpoints also restore epoch, optimizer,
@@ -110,6 +134,8 @@ def main(argv=None):
     if not opt.test and info.is_main:
         tb_logger.configure(opt.logger_name, flush_secs=5)
 
+    if opt.opt_from_checkpoint:
+        model_flags_from_checkpoint(opt)
     vocab = load_vocabulary(opt)
     opt.vocab_size = len(vocab)
     logging.info('vocabulary size: {}'.format(opt.vocab_size))

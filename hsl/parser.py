@@ -86,6 +86,9 @@ def build_parser():
     port.add_argument('--resume_weights_only', action='store_true',
                       help='treat --resume as upstream does even for port checkpoints '
                            '(weights only; epoch, optimizer, schedule and best score restart)')
+    port.add_argument('--opt_from_checkpoint', action='store_true',
+                      help="take the model flags (sizes, --glove, --no_txtnorm, --score_agg, --top_k) "
+                           "from --resume's stored opt instead of the command line")
     port.add_argument('--fix_topk', action='store_true',
                       help='parse every digit of --score_agg top<k> (upstream reads only the last one)')
     port.add_argument('--eval_naive', action='store_true',

@@ -114,3 +114,14 @@ def test_eval_with_wrong_flags_is_a_clear_error(hh, tiny_root, tmp_path):
     with pytest.raises(SystemExit) as err:
         hsl_main.main(argv)
     assert 'repeat the training flags' in str(err.value) and '--glove' in str(err.value)
+
+
+def test_opt_from_checkpoint_rebuilds_the_model_without_training_flags(hh, tiny_root, reference, capsys):
+    data = os.path.join(tiny_root, 'data')
+    argv = ['--eval_only', '--opt_from_checkpoint', '--resume',
+            os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'), '--data_path', data,
+            '--vocab_path', os.path.join(data, 'KDDCup2020'),
+            '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
+            '--glove_path', os.path.join(data, 'absent.bin'), '--num_workers', '0', '--device', 'cpu']
+    result = hsl_main.main(argv)  # README's bare eval command + --opt_from_checkpoint
+    assert result.nDCG == float(reference['A_ndcg'])
