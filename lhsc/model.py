@@ -190,6 +190,7 @@ class AttentionFiltration(nn.Module):
         super(AttentionFiltration, self).__init__()
         self.attn_sim_w = nn.Linear(sim_dim, 1)
         self.bn = nn.BatchNorm1d(1)
+        self.gather_stats = False  # DDP: ranks hold caption blocks; update with every rank's stats
         xavier_init_(self)
 
     def forward(self, sim_emb):
@@ -230,6 +231,10 @@ class AttentionFiltration(nn.Module):
             return
         m = bn.momentum
         unbiased = var * count / (count - 1).clamp(min=1)
+        if self.gather_stats:
+            from common.runtime import all_gather_cat
+            stats = all_gather_cat(torch.stack([mean, unbiased], 1))   # rank order = caption order
+            mean, unbiased = stats[:, 0], stats[:, 1]
         for j in range(mean.numel()):
             bn.running_mean.mul_(1 - m).add_(m * mean[j])
             bn.running_var.mul_(1 - m).add_(m * unbiased[j])
@@ -455,6 +460,8 @@ class LHSC(object):
         self.amp = bool(amp) and self.device.type == 'cuda'
         self.scaler = make_grad_scaler(self.device, self.amp)
         self.dist_info = dist_info
+        if self.distributed and self.sim_enc.saf is not None:
+            self.sim_enc.saf.gather_stats = True
         self.Eiters = 0
         self.step_seed = 0  # distributed only: the per-step seed base shared by all ranks
         self.logger = LogCollector()
