@@ -68,10 +68,12 @@ def recall_from_matrix(pois, img_paths, scores, k):
     ties in listing order, exactly like sorting the written rows."""
     from avas.evaluation import image_id
     ids = np.array([image_id(p) for p in img_paths])
-    hits = [np.any(ids[np.argsort(-scores[i], kind='stable')[:k]] == poi_id) for i, (poi_id, _) in enumerate(pois)]
-    by_poi = {}
-    for (poi_id, _), hit in zip(pois, hits):  # align_recall@K groups rows by poi_id only
-        by_poi[poi_id] = by_poi.get(poi_id, False) or hit
+    by_poi = {}  # align_recall@K groups rows by poi_id only (one id may carry several names)
+    for i, (poi_id, _) in enumerate(pois):
+        by_poi.setdefault(poi_id, []).append(i)
+    for poi_id, rows in by_poi.items():
+        flat, flat_ids = scores[rows].reshape(-1), np.tile(ids, len(rows))
+        by_poi[poi_id] = bool(np.any(flat_ids[np.argsort(-flat, kind='stable')[:k]] == poi_id))
     return sum(by_poi.values()) / len(by_poi)
 
 
