@@ -159,6 +159,7 @@ class SplitWriter(object):
         self.features.close()
         with atomic_open(self.file('ids.txt'), 'w') as f:
             f.writelines('%d\n' % pid for pid in self.pids)
+        readable(self.file('ids.txt'))
         products = Product(np.frombuffer(self.pids, np.int64), np.frombuffer(self.nboxes, np.int64),
                            np.frombuffer(bytes(self.boxes), '<f4'), np.frombuffer(bytes(self.labels), '<i8'),
                            np.frombuffer(self.heights, np.int64), np.frombuffer(self.widths, np.int64))
@@ -180,9 +181,17 @@ class SplitWriter(object):
             dump(Query(self.split, texts, text_index, flat, qids, offsets), self.file('queries.pkl'))
 
 
+def readable(path):
+    """atomic_open's temp files are 0600; give parsed files the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def dump(obj, path):
     with atomic_open(path, 'wb') as f:
         pickle.dump(obj, f, protocol=4)
+    readable(path)
 
 
 def parse_split(tsv_path, writer, feature_dim=2048, skip_bad_rows=False, progress=True):
@@ -226,6 +235,7 @@ def write_vocab(vocab, path):
     assert raw.count(ours) == 1, 'unexpected pickle layout'
     with atomic_open(path, 'wb') as f:
         f.write(raw.replace(ours, b'cvocab\nVocabulary\n'))
+    readable(path)
 
 
 def make_vocab(train_writer, threshold):
