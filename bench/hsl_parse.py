@@ -9,7 +9,6 @@ The generated files are deleted afterwards.
 import argparse
 import base64
 import os
-import resource
 import shutil
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """Training: the loss goes down, main.py trains/checkpoints/logs, --resume semantics, GloVe
 handling, and DDP with two gloo processes under torchrun."""
 import os
-import shutil
 import subprocess
 import sys
 
