@@ -69,13 +69,13 @@ def _ranking_set(root):
     return train, val, image_root, lines
 
 
-def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(bert, tmp_path):
+@pytest.fixture(scope='module')
+def ranking_env(bert, tmp_path_factory):
     from avas.align_model import ALIGN
-    from avas.local_eval_test import main as eval_main
-    from avas.poi_tables import build_poi_vector_tables
-    from avas.train_ranking import main
-    train, val, image_root, lines = _ranking_set(str(tmp_path))
     from avas.data import load_image_or_zeros
+    from avas.poi_tables import build_poi_vector_tables
+    tmp_path = tmp_path_factory.mktemp('ranking')
+    train, val, image_root, lines = _ranking_set(str(tmp_path))
     align = fill_deterministic(ALIGN(bert_path=bert, with_mkg=True), seed=4)
     photos = sorted(os.listdir(PHOTOS))[:12]
     set_bn_stats_from(align.image_model, torch.stack([torch.from_numpy(load_image_or_zeros(os.path.join(PHOTOS, p)))
@@ -83,13 +83,19 @@ def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(bert, tmp_path):
     torch.save({'epoch': 0, 'min_loss': 0.0, 'state_dict': align.state_dict()}, str(tmp_path / 'align_model.pth'))
     shutil.copy(PIC_NUM, str(tmp_path))
     names = sorted({n for l in lines for n in l.split(RECORD_SEP)[9].split(',')})
-    build_poi_vector_tables(align, {n: [os.path.join(PHOTOS, sorted(os.listdir(PHOTOS))[0])] for n in names},
-                            str(tmp_path), torch.device('cpu'))
-    common = ['--index_files', '%s,%s,unused' % (train, val), '--image_root', image_root, '--poi_tables', str(tmp_path),
-              '--align_ckpt', str(tmp_path / 'align_model.pth'), '--bert_path', bert, '--batch_size', '4',
-              '--device', 'cpu']
+    build_poi_vector_tables(align, {n: [os.path.join(PHOTOS, photos[0])] for n in names}, str(tmp_path),
+                            torch.device('cpu'))
+    common = ['--image_root', image_root, '--poi_tables', str(tmp_path), '--align_ckpt', str(tmp_path / 'align_model.pth'),
+              '--bert_path', bert, '--device', 'cpu']
+    return tmp_path, train, val, common
+
+
+def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(ranking_env, tmp_path):
+    from avas.local_eval_test import main as eval_main
+    from avas.train_ranking import main
+    _, train, val, common = ranking_env
     # validate on the training pairs: the eval-mode (dropout-free) loss on them must go down
-    fit = ['--index_files', '%s,%s,unused' % (train, train)] + common[2:]
+    fit = ['--index_files', '%s,%s,unused' % (train, train), '--batch_size', '4'] + common
     out = main(fit + ['--epoch', '4', '--lr', '1e-3', '--save_dir', str(tmp_path / 'rank'), '--seed', '0', '--aug', '0'])
     losses = [h['dev_loss'] for h in out['history']]
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -100,3 +106,28 @@ def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(bert, tmp_path):
     assert len(state) == 669 and next(iter(state)) == 'linear1.weight'  # bare state_dict
     metrics = eval_main(fit + ['--ranking_ckpt', out['best_path']])
     assert metrics['dev_accuracy'] == pytest.approx(out['best_acc'])
+    resumed = main(fit + ['--epoch', '5', '--save_dir', str(tmp_path / 'rank'), '--seed', '0', '--aug', '0',
+                          '--resume', str(tmp_path / 'rank' / 'checkpoint_last.pth')])
+    assert [h['epoch'] for h in resumed['history']] == [4] and resumed['steps'] == 5
+
+
+@pytest.mark.slow
+def test_train_ranking_ddp_two_gloo_processes(ranking_env, tmp_path):
+    """torchrun --nproc_per_node 2 on CPU (gloo): each rank trains on its half of the pairs, rank 0
+    validates and saves once; the step count shows the sampler split the 4 pairs over the ranks."""
+    import subprocess
+    import sys
+    from tests.avas.avas_testlib import REPO
+    _, train, val, common = ranking_env
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517',
+           os.path.join(REPO, 'avas', 'train_ranking.py'), '--index_files', '%s,%s,unused' % (train, val),
+           '--batch_size', '1', '--epoch', '1', '--aug', '0', '--image_size', '64', '--save_dir', str(tmp_path / 'ddp'),
+           '--seed', '0'] + common
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count('EPOCH:') == 1  # validation on rank 0 only
+    assert 'step 1' in proc.stdout
+    assert glob.glob(str(tmp_path / 'ddp' / 'shoucai_siamese_train_concat_poi_000_*.ckpt'))
+    last = torch.load(str(tmp_path / 'ddp' / 'checkpoint_last.pth'), weights_only=True)
+    assert last['step'] == 2  # 4 pairs / 2 ranks / batch 1
