@@ -116,3 +116,14 @@ def test_upstream_caption_location_gets_a_hint(tmp_path):
     (tmp_path / 'train_caps.txt').write_text('sky\n')
     with pytest.raises(data.DataLayoutError, match='move the split files into'):
         data.check_split(str(tmp_path / 'corel5k_precomp'), 'train', 'global', 4096, 500)
+
+
+def test_gpuid_is_exported_only_when_given(monkeypatch):
+    from m2hse.train import apply_gpuid
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    apply_gpuid(opts.parse_opt([]), [], distributed=False)
+    assert 'CUDA_VISIBLE_DEVICES' not in os.environ
+    apply_gpuid(opts.parse_opt(['--gpuid', '1']), ['--gpuid', '1'], distributed=True)
+    assert 'CUDA_VISIBLE_DEVICES' not in os.environ  # torchrun assigns devices itself
+    apply_gpuid(opts.parse_opt(['--gpuid', '1']), ['--gpuid', '1'], distributed=False)
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '1'
