@@ -121,6 +121,15 @@ def resume(opt, model):
     return start_epoch, checkpoint['best_nDCG']
 
 
+def load_split(build):
+    """Build a dataset/loader; missing or inconsistent parsed files are a clear error."""
+    try:
+        return build()
+    except (CheckpointError, ValueError, FileNotFoundError) as err:
+        fail('%s\n(parsed data missing or stale: run parse_dataset.py with the same --data_path '
+             '--data_name)' % err)
+
+
 def main(argv=None):
     opt = parser.get_parser(argv)
     logging.basicConfig(format='%(asctime)s %(message)s', level=logging.INFO)
@@ -150,7 +159,7 @@ def main(argv=None):
         start_epoch, best_nDCG = resume(opt, model)
 
     answer = load_answer(opt.answer_path)
-    val_set = EvalDataset(opt, vocab, 'valid') if info.is_main else None
+    val_set = load_split(lambda: EvalDataset(opt, vocab, 'valid')) if info.is_main else None
 
     if opt.test:
         result = validate(opt, val_set, model, answer, argv=argv) if info.is_main else None
@@ -158,7 +167,7 @@ def main(argv=None):
         cleanup_distributed()
         return result
 
-    train_loader = get_train_loader(vocab, opt)
+    train_loader = load_split(lambda: get_train_loader(vocab, opt))
     start = time.time()
     result = None
     for epoch in range(start_epoch, opt.num_epochs):

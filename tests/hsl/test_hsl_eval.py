@@ -125,3 +125,13 @@ def test_opt_from_checkpoint_rebuilds_the_model_without_training_flags(hh, tiny_
             '--glove_path', os.path.join(data, 'absent.bin'), '--num_workers', '0', '--device', 'cpu']
     result = hsl_main.main(argv)  # README's bare eval command + --opt_from_checkpoint
     assert result.nDCG == float(reference['A_ndcg'])
+
+
+def test_missing_parsed_files_are_a_clear_error(hh, tiny_root, tmp_path):
+    data = os.path.join(tiny_root, 'data')
+    argv = ['--test', '--data_path', str(tmp_path), '--vocab_path', os.path.join(data, 'KDDCup2020'),
+            '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
+            '--num_workers', '0', '--device', 'cpu'] + hh.TINY_SIZES
+    with pytest.raises(SystemExit) as err:
+        hsl_main.main(argv)
+    assert 'valid.queries.pkl: file not found' in str(err.value) and 'parse_dataset.py' in str(err.value)
