@@ -54,3 +54,17 @@ def test_product_pickle_drops_features_but_reopens_them(tmp_path):
     assert len(raw) < 2000
     again = pickle.loads(raw)  # what a 'spawn' DataLoader worker receives
     np.testing.assert_array_equal(again(8, 20), [[2, 3], [4, 5]])
+
+
+def test_hsl_meter_is_an_exact_mean_and_logs_five_decimals():
+    from hsl.utils import AverageMeter, LogCollector
+    meter = AverageMeter()
+    for v in (0.5, 1.0, 0.25):
+        meter.update(v)
+    assert meter.avg == (0.5 + 1.0 + 0.25) / 3  # upstream utils.py: no vsepp epsilon
+    log = LogCollector()
+    log.update('lr', 0.0002)
+    log.update('Cnt Le', 4.5, 8)
+    assert str(log) == 'lr 0.00020 (0.00020)  Cnt Le 4.50000 (4.50000)'
+    log.reset()
+    assert str(log) == 'lr 0  Cnt Le 0'  # reset meters print their bare value, as upstream
