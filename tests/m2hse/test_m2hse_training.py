@@ -130,7 +130,11 @@ def test_entry_script_runs_by_path_from_another_directory(tmp_path):
 @pytest.mark.slow
 def test_ddp_two_gloo_processes(demo_root, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
-    cmd = [torchrun, '--nproc_per_node', '2', '--master_port', '29561', os.path.join(REPO, 'm2hse', 'train_global.py'),
+    import socket
+    with socket.socket() as sock:  # a free port, so parallel test runs do not collide
+        sock.bind(('127.0.0.1', 0))
+        port = str(sock.getsockname()[1])
+    cmd = [torchrun, '--nproc_per_node', '2', '--master_port', port, os.path.join(REPO, 'm2hse', 'train_global.py'),
            '--data_path', os.path.join(demo_root, 'data', 'coarse-grained-data'), '--logger_name', 'ddp',
            '--model_name', 'ddp', '--num_epochs', '1'] + TINY[:-1] + ['25']
     cmd[cmd.index('./vocab')] = os.path.join(demo_root, 'vocab')
