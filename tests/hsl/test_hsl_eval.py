@@ -135,3 +135,13 @@ def test_missing_parsed_files_are_a_clear_error(hh, tiny_root, tmp_path):
     with pytest.raises(SystemExit) as err:
         hsl_main.main(argv)
     assert 'valid.queries.pkl: file not found' in str(err.value) and 'parse_dataset.py' in str(err.value)
+
+
+def test_main_eval_naive_flag_gives_the_same_number(hh, tiny_root, reference):
+    data = os.path.join(tiny_root, 'data')
+    argv = ['--test', '--eval_naive', '--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+            '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'),
+            '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
+            '--glove_path', os.path.join(data, 'absent.bin'), '--num_workers', '0', '--device', 'cpu'] \
+        + hh.TINY_SIZES + hh.CONFIG_FLAGS['A']
+    assert hsl_main.main(argv).nDCG == float(reference['A_ndcg'])
