@@ -103,6 +103,11 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
     n_im_shard = (n_img - 1) // shard_size + 1
     rows, blocks = [], []
     with torch.no_grad():
+        cap_glo = None
+        if not reference:  # eval mode: per-caption global vectors are computed once, not per shard
+            cap_glo = torch.cat([sim_enc.caption_globals(
+                torch.from_numpy(np.ascontiguousarray(cap_embs[k:k + 1000])).float().to(device),
+                cap_lens[k:k + 1000]) for k in range(0, n_cap, 1000)])
         for i in range(rank, n_im_shard, world):
             im_start, im_end = shard_size * i, min(shard_size * (i + 1), n_img)
             im = torch.from_numpy(np.ascontiguousarray(img_embs[im_start:im_end])).float().to(device)
@@ -113,11 +118,14 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
                     ca = torch.from_numpy(np.ascontiguousarray(cap_embs[ca_start:ca_end])).float().to(device)
                     block[:, ca_start:ca_end] = sim_enc.forward_loop(im, ca, cap_lens[ca_start:ca_end]).cpu().numpy()
             else:
+                img_glo = sim_enc.image_globals(im)
                 per_word = bytes_per_image_word(embed, sim_dim)
                 for chunk in caption_chunks(cap_lens, im_end - im_start, max_mem, per_word):
                     lens = [cap_lens[j] for j in chunk]
                     ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
-                    block[:, chunk] = sim_enc(im, ca, lens).double().cpu().numpy()
+                    index = torch.as_tensor(chunk, device=device)
+                    block[:, chunk] = sim_enc(im, ca, lens, img_glo=img_glo,
+                                              cap_glo=cap_glo[index]).double().cpu().numpy()
             if progress:
                 sys.stdout.write('\r>> shard_attn_scores batch (%d,%d)' % (i, n_im_shard - 1))
                 sys.stdout.flush()

@@ -244,6 +244,13 @@ class AttentionFiltration(nn.Module):
 SimilarityCalculation = AttentionFiltration  # LHSC's name for the same module
 
 
+def _masked_words(cap_emb, lens):
+    """cap_emb cut to the longest caption, padded words set to exact zeros; and the word mask."""
+    max_len = int(lens.max())
+    word_mask = torch.arange(max_len, device=cap_emb.device)[None, :] < lens[:, None]       # (Nc, L)
+    return cap_emb[:, :max_len, :] * word_mask.unsqueeze(-1).to(cap_emb.dtype), word_mask
+
+
 def SCAN_attention(query, context, smooth, eps=1e-8):
     """Word-to-region attention (upstream form): query (B, n, d), context (B, 36, d) -> (B, n, d)."""
     attn = torch.bmm(context, query.transpose(1, 2))             # (B, 36, n)
@@ -310,16 +317,27 @@ class EncoderSimilarity(nn.Module):
         return torch.cat(sim_all, 1)
 
     # ---- vectorised pass over (images x captions x words) ----
-    def forward(self, img_emb, cap_emb, cap_lens):
+    def image_globals(self, img_emb):
+        """VisualSA global image vectors (Ni, E); per image in eval mode, so computable once."""
+        return self.v_global_w(img_emb, torch.mean(img_emb, 1))
+
+    def caption_globals(self, cap_emb, cap_lens):
+        """TextSA global caption vectors (Nc, E) over each caption's own words."""
+        lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
+        cap, word_mask = _masked_words(cap_emb, lens)
+        cap_ave = cap.sum(1) / lens.unsqueeze(1).to(cap.dtype)
+        return self.t_global_w(cap, cap_ave, mask=word_mask)
+
+    def forward(self, img_emb, cap_emb, cap_lens, img_glo=None, cap_glo=None):
+        """(Ni, Nc) scores. img_glo / cap_glo: precomputed image_globals / caption_globals."""
         n_img, n_reg, dim = img_emb.shape
         lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
-        n_cap, max_len = lens.numel(), int(lens.max())
-        word_mask = torch.arange(max_len, device=cap_emb.device)[None, :] < lens[:, None]   # (Nc, L)
-        cap = cap_emb[:, :max_len, :] * word_mask.unsqueeze(-1).to(cap_emb.dtype)           # exact zeros
-
-        img_glo = self.v_global_w(img_emb, torch.mean(img_emb, 1))                          # (Ni, E)
-        cap_ave = cap.sum(1) / lens.unsqueeze(1).to(cap.dtype)
-        cap_glo = self.t_global_w(cap, cap_ave, mask=word_mask)                             # (Nc, E)
+        cap, word_mask = _masked_words(cap_emb, lens)                                       # exact zeros
+        n_cap, max_len = cap.shape[:2]
+        if img_glo is None:
+            img_glo = self.image_globals(img_emb)                                           # (Ni, E)
+        if cap_glo is None:
+            cap_glo = self.caption_globals(cap, lens)                                        # (Nc, E)
 
         # SCAN attention for every (image, caption, word): padded words give exact zeros before
         # the l2norm over words, so that norm equals the one over the caption's own words.
@@ -327,12 +345,15 @@ class EncoderSimilarity(nn.Module):
         attn = F.leaky_relu(attn.view(n_img, n_reg, n_cap, max_len), 0.1)
         attn = l2norm(attn, dim=3)
         attn = torch.softmax(attn.permute(0, 2, 3, 1) * 9.0, dim=3)                         # (Ni, Nc, L, 36)
-        context = torch.bmm(attn.reshape(n_img, n_cap * max_len, n_reg), img_emb)
+        attn = attn.reshape(n_img, n_cap * max_len, n_reg)
+        if torch.is_grad_enabled():
+            context = l2norm(torch.bmm(attn, img_emb), dim=-1).view(n_img, n_cap, max_len, dim)
+            sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
+            del context
+            sim_loc = l2norm(self.sim_tranloc_w(sim_loc), dim=-1)                           # (Ni, Nc, L, S)
+        else:
+            sim_loc = self._local_alignments_inference(attn, img_emb, cap)
         del attn
-        context = l2norm(context, dim=-1).view(n_img, n_cap, max_len, dim)
-        sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
-        del context
-        sim_loc = l2norm(self.sim_tranloc_w(sim_loc), dim=-1)                               # (Ni, Nc, L, S)
         sim_glo = torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)
         sim_glo = l2norm(self.sim_tranglo_w(sim_glo), dim=-1)                               # (Ni, Nc, S)
 
@@ -341,6 +362,24 @@ class EncoderSimilarity(nn.Module):
         else:
             sim_vec = self._saf(sim_glo, sim_loc, word_mask)
         return self.sigmoid(self.sim_eval_w(sim_vec)).squeeze(-1)
+
+    def _local_alignments_inference(self, attn, img_emb, cap):
+        """l2norm(W((l2norm(attn @ V) - q)^2)) with fewer passes over the largest tensor.
+
+        |attn @ V|^2 = rowsum((attn @ G) * attn) with the 36x36 Gram matrix G = V V^T, so the
+        context norm comes from the small attention weights; scaling the weights by 1/(|c|+eps)
+        and one baddbmm (out = -q + attn' @ V) then give l2norm(context) - q directly.
+        """
+        n_img, n_words, _ = attn.shape
+        gram = torch.bmm(img_emb, img_emb.transpose(1, 2))                                  # (Ni, 36, 36)
+        sq_norm = (torch.bmm(attn, gram) * attn).sum(-1, keepdim=True).clamp_(min=0)
+        attn = attn / sq_norm.sqrt_().add_(1e-8)
+        words = cap.reshape(1, n_words, -1)
+        diff = torch.baddbmm(words.expand(n_img, -1, -1), attn, img_emb, beta=-1)          # c/|c| - q
+        sim_loc = self.sim_tranloc_w(diff.square_())
+        del diff
+        norm = torch.linalg.vector_norm(sim_loc, dim=-1, keepdim=True).add_(1e-8)
+        return sim_loc.div_(norm).view(n_img, cap.size(0), cap.size(1), -1)
 
     def _saf(self, sim_glo, sim_loc, word_mask):
         saf = self.saf

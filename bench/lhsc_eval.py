@@ -1,0 +1,157 @@
+"""Benchmark of LHSC's exact similarity pass (the evaluation bottleneck) and of training throughput.
+
+    python bench/lhsc_eval.py [--n_images 100 --n_captions 500 --threads 1 --head LHSC]
+
+At default sizes (E=1024, S=256, 36 regions) on one random model and one set of random
+embeddings, it times upstream's per-caption loop (the reference, `--reference` in evaluation.py)
+and the vectorised pass at a few memory budgets, checks the matrices agree, and compares the
+pass's achieved GFLOP/s with a plain large float32 matmul timed in the same run.
+FLOPs per (image, caption of n words): n * (4*36*E + 2*E*S) + 2*E*S  (~8.6 MFLOP at n = 12).
+The last line reads: speedup <ratio>x max|d| <value> efficiency <percent>%
+"""
+import os
+import sys
+
+if __package__ in (None, ""):  # run by path: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from lhsc.evaluation import shard_attn_scores
+from lhsc.model import build_model
+from lhsc.opts import build_parser
+
+
+def pass_flops(cap_lens, n_images, embed, sim_dim, n_regions=36):
+    lens = np.asarray(cap_lens, dtype=np.float64)
+    per_pair = lens * (4 * n_regions * embed + 2 * embed * sim_dim) + 2 * embed * sim_dim
+    return float(per_pair.sum() * n_images)
+
+
+def matmul_gflops(device, size=2048, repeats=5):
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    torch.matmul(a, b)
+    best = float('inf')
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats):
+    best, out = float('inf'), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def training_samples_per_s(opt, device, batch_size, steps):
+    """Samples/s of train_emb on random batches (upstream model at the given sizes)."""
+    model = build_model(opt, device=device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(batch_size, 36, opt.img_dim, generator=g)
+    lengths = sorted(torch.randint(8, 20, (batch_size,), generator=g).tolist(), reverse=True)
+    captions = torch.zeros(batch_size, lengths[0], dtype=torch.int64)
+    for i, n in enumerate(lengths):
+        captions[i, :n] = torch.randint(4, opt.vocab_size, (n,), generator=g)
+    model.train_start()
+    model.train_emb(images, captions, lengths)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_emb(images, captions, lengths)
+    sync(device)
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--n_images', default=100, type=int)
+    parser.add_argument('--n_captions', default=500, type=int)
+    parser.add_argument('--embed_size', default=1024, type=int)
+    parser.add_argument('--sim_dim', default=256, type=int)
+    parser.add_argument('--head', default='LHSC', choices=['LHSC', 'SAF', 'SGR'])
+    parser.add_argument('--threads', default=1, type=int, help='torch CPU threads')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--max_mem', default=[64, 256, 2048], type=float, nargs='+',
+                        help='memory budgets (MiB) of the vectorised pass to time')
+    parser.add_argument('--repeats', default=2, type=int)
+    parser.add_argument('--skip_reference', action='store_true', help='(GPU, large sizes) no loop')
+    parser.add_argument('--train_batch', default=32, type=int)
+    parser.add_argument('--train_steps', default=2, type=int)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    opt = build_parser().parse_args([])
+    opt.embed_size, opt.sim_dim, opt.vocab_size = args.embed_size, args.sim_dim, 8481
+    opt.model, opt.module_name = ('LHSC', 'SAF') if args.head == 'LHSC' else ('SGRAF', args.head)
+    torch.manual_seed(0)
+    model = build_model(opt, device=device)
+    model.val_start()
+    rng = np.random.RandomState(0)
+    img = rng.rand(args.n_images, 36, args.embed_size).astype(np.float32)
+    img /= np.linalg.norm(img, axis=-1, keepdims=True)
+    cap_lens = [int(n) for n in rng.randint(7, 18, size=args.n_captions)]   # mean 12 words
+    cap = np.zeros((args.n_captions, max(cap_lens), args.embed_size), np.float32)
+    for j, n in enumerate(cap_lens):
+        w = rng.randn(n, args.embed_size).astype(np.float32)
+        cap[j, :n] = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    flops = pass_flops(cap_lens, args.n_images, args.embed_size, args.sim_dim)
+
+    print('LHSC similarity pass: %d images x %d captions (mean %.1f words), E=%d S=%d head=%s, '
+          'device=%s threads=%d' % (args.n_images, args.n_captions, np.mean(cap_lens), args.embed_size,
+                                    args.sim_dim, args.head, device, args.threads))
+    print('%.1f GFLOP in total (%.2f MFLOP per pair)' % (flops / 1e9, flops / 1e6 / args.n_images / args.n_captions))
+    peak = matmul_gflops(device)
+    rows = [('plain float32 matmul 2048^3', None, peak, None)]
+
+    reference = None
+    if not args.skip_reference:
+        t_ref, reference = timed(lambda: shard_attn_scores(model, img, cap, cap_lens, reference=True,
+                                                           progress=False), 1)
+        rows.append(('per-caption loop (upstream, reference)', t_ref, flops / t_ref / 1e9, 0.0))
+    best = None
+    for budget in args.max_mem:
+        t, sims = timed(lambda: shard_attn_scores(model, img, cap, cap_lens, shard_size=100,
+                                                  max_mem=budget, progress=False), args.repeats)
+        diff = float(np.abs(sims - reference).max()) if reference is not None else float('nan')
+        rows.append(('vectorised, max_mem %g MiB' % budget, t, flops / t / 1e9, diff))
+        if best is None or t < best[0]:
+            best = (t, diff)
+
+    print('%-42s %10s %10s %12s %10s' % ('method', 'seconds', 'GFLOP/s', 'vs matmul', 'max|d|'))
+    for name, seconds, gflops, diff in rows:
+        print('%-42s %10s %10.2f %11.1f%% %10s' % (
+            name, '-' if seconds is None else '%.3f' % seconds, gflops, 100 * gflops / peak,
+            '-' if diff is None else '%.2e' % diff))
+
+    train_opt = build_parser().parse_args([])
+    train_opt.vocab_size = 8481
+    train_opt.model, train_opt.module_name = opt.model, opt.module_name
+    sps = training_samples_per_s(train_opt, device, args.train_batch, args.train_steps)
+    print('training (default sizes, batch %d, %s): %.2f samples/s' % (args.train_batch, device, sps))
+
+    t_best, diff = best
+    speedup = rows[1][1] / t_best if reference is not None else float('nan')
+    efficiency = 100 * flops / t_best / 1e9 / peak
+    print('speedup %.2fx max|d| %.2e efficiency %.1f%%' % (speedup, diff, efficiency))
+
+
+if __name__ == "__main__":
+    main()
