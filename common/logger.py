@@ -63,6 +63,9 @@ class LogCollector(object):
     def __init__(self):
         self.meters = OrderedDict()
 
+    def reset(self):
+        self.meters = OrderedDict()
+
     def update(self, k, v, n=1):
         if k not in self.meters:
             self.meters[k] = AverageMeter()

@@ -24,7 +24,7 @@ from array import array
 import numpy as np
 from tqdm import tqdm
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 from common.text import tokenize
 from common.vocab import build_vocab
 from hsl.data import VOCAB_FILE, load_vocab
@@ -159,7 +159,6 @@ class SplitWriter(object):
         self.features.close()
         with atomic_open(self.file('ids.txt'), 'w') as f:
             f.writelines('%d\n' % pid for pid in self.pids)
-        readable(self.file('ids.txt'))
         products = Product(np.frombuffer(self.pids, np.int64), np.frombuffer(self.nboxes, np.int64),
                            np.frombuffer(bytes(self.boxes), '<f4'), np.frombuffer(bytes(self.labels), '<i8'),
                            np.frombuffer(self.heights, np.int64), np.frombuffer(self.widths, np.int64))
@@ -181,17 +180,9 @@ class SplitWriter(object):
             dump(Query(self.split, texts, text_index, flat, qids, offsets), self.file('queries.pkl'))
 
 
-def readable(path):
-    """atomic_open's temp files are 0600; give parsed files the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def dump(obj, path):
     with atomic_open(path, 'wb') as f:
         pickle.dump(obj, f, protocol=4)
-    readable(path)
 
 
 def parse_split(tsv_path, writer, feature_dim=2048, skip_bad_rows=False, progress=True):
@@ -235,7 +226,6 @@ def write_vocab(vocab, path):
     assert raw.count(ours) == 1, 'unexpected pickle layout'
     with atomic_open(path, 'wb') as f:
         f.write(raw.replace(ours, b'cvocab\nVocabulary\n'))
-    readable(path)
 
 
 def make_vocab(train_writer, threshold):

@@ -8,7 +8,7 @@ import csv
 
 import numpy as np
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 
 
 def box_areas(boxes):

@@ -130,3 +130,13 @@ def test_load_pickle_maps_upstream_vocab(tmp_path, upstream_vocab_class):
     assert isinstance(loaded, Vocabulary) and loaded('dog') == 1
     with pytest.raises(CheckpointError, match='vocab.Vocabulary'):
         load_pickle(str(path))
+
+
+def test_atomic_files_get_the_umask_mode_not_0600(tmp_path):
+    import os
+    path = tmp_path / 'vocab.json'
+    with atomic_open(str(path), 'w') as f:
+        f.write('{}')
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)

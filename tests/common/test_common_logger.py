@@ -50,3 +50,10 @@ def test_log_collector_prints_and_logs_every_meter(tmp_path):
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert events.Scalars('train/Le')[0].value == 0.5 and events.Scalars('train/Le')[0].step == 7
+
+
+def test_log_collector_reset_drops_meters():
+    collector = LogCollector()
+    collector.update('Le', 1.0)
+    collector.reset()
+    assert str(collector) == '' and not collector.meters
