@@ -528,8 +528,7 @@ class ColdStart(FashionNetDeploy):
         data = {}
         if self.param.data_file:
             try:
-                from common.checkpoint import load_pickle
-                data = load_pickle(self.param.data_file) or {}
+                data = load_cache_pickle(self.param.data_file) or {}
                 LOGGER.info("loading data from %s", self.param.data_file)
             except Exception as e:  # upstream: log and recompute
                 LOGGER.info("loading data failed: %s", e)
@@ -594,6 +593,24 @@ class ColdStart(FashionNetDeploy):
         if uidx is None:
             uidx = torch.arange(self.user_codes.shape[0], device=device)
         return self.user_codes_for(uidx.to(device))
+
+
+def _load_storage_bytes(b):
+    """Replacement for torch.storage._load_from_bytes that refuses arbitrary objects."""
+    import io
+
+    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+
+
+def load_cache_pickle(path):
+    """Plain pickle with numpy arrays and torch tensors (upstream's ColdStart cache, pickle.dump)."""
+    from common.checkpoint import load_pickle
+
+    return load_pickle(path, aliases={
+        "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+        "torch.storage._load_from_bytes": _load_storage_bytes,
+        "collections.OrderedDict": __import__("collections").OrderedDict,
+    })
 
 
 def to_device(data, device):
