@@ -43,7 +43,7 @@ def pair_text_features(align_model, texts, device, use_norm, text_batch_size=64)
 
 
 def evaluate_pairs(model, loader, device, softmax=0, strict=False, text_batch_size=64, verbose=True,
-                   amp=False):
+                   amp=False, log=0):
     """local_eval_test.eval_: per batch s1, s2 (two forward calls), RankNet loss; Dev loss is the
     mean of batch means (quirk 13). Dropped pairs are counted and named; strict makes them fatal."""
     from common.runtime import autocast
@@ -65,8 +65,11 @@ def evaluate_pairs(model, loader, device, softmax=0, strict=False, text_batch_si
             inputs = [batch[k].to(device) for k in ('mean_poi_img_vec', 'poi_text_vec', 'poi_len')]
             s1 = model(batch['img_1'].to(device), pois_feature, *inputs).float()
             s2 = model(batch['img_2'].to(device), pois_feature, *inputs).float()
-            if verbose:
-                print(2 * len(batch['text']), 'costs', time.time() - start)
+            if verbose:  # upstream prints args.batch_size * 2 even for a short last batch
+                print(loader.batch_size * 2, 'costs', time.time() - start)
+            if log:
+                for lineno, text in zip(batch['lineno'], batch['text']):
+                    print('val', 'line', lineno, 'poi text=', text)
             if softmax:
                 s1, s2 = pair_softmax(s1, s2)
             loss = rank_sigmoid_loss(s1, s2, batch['label'].to(device))

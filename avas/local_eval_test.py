@@ -147,7 +147,7 @@ def main(argv=None):
     print('>>> Epoch end. val_evaluate_and_save_ckpt...')
     try:
         result = evaluate_pairs(model, loader, device, softmax=args.softmax, strict=args.strict,
-                                text_batch_size=args.text_batch_size, amp=args.amp)
+                                text_batch_size=args.text_batch_size, amp=args.amp, log=args.log)
     except RuntimeError as err:
         if '--strict' in str(err):
             raise SystemExit('error: %s' % err)
