@@ -86,6 +86,13 @@ def main(argv=None):
         print('WARNING: %d training images missing (skipped), e.g. %s' % (len(dataset.missing), dataset.missing[0][0]))
     device = info.device
     model.to(device)
+    # parameters no loss touches stay fixed (and DDP needs every trained parameter to get a grad):
+    # the BERT pooler (upstream uses the CLS hidden state) and, without MKG loss, the MKG head
+    unused = list(model.text_model.pooler.parameters()) if model.text_model.pooler is not None else []
+    if args.mkg_weight <= 0:
+        unused += list(model.relations_emb.parameters()) + list(model.linear_relation.parameters())
+    for param in unused:
+        param.requires_grad_(False)
     sampler = distributed_sampler(dataset, shuffle=True, seed=args.seed or 0)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.num_workers, collate_fn=collate_align, drop_last=len(dataset) > args.batch_size,

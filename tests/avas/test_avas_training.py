@@ -131,3 +131,22 @@ def test_train_ranking_ddp_two_gloo_processes(ranking_env, tmp_path):
     assert glob.glob(str(tmp_path / 'ddp' / 'shoucai_siamese_train_concat_poi_000_*.ckpt'))
     last = torch.load(str(tmp_path / 'ddp' / 'checkpoint_last.pth'), weights_only=True)
     assert last['step'] == 2  # 4 pairs / 2 ranks / batch 1
+
+
+@pytest.mark.slow
+def test_train_align_ddp_two_gloo_processes(bert, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): every trained parameter gets a gradient on both ranks
+    (the unused BERT pooler is frozen), rank 0 saves the AVAS-layout checkpoints."""
+    import subprocess
+    import sys
+    from tests.avas.avas_testlib import REPO
+    csv, image_dir = _align_set(str(tmp_path))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29519',
+           os.path.join(REPO, 'avas', 'train_align.py'), '--train_csv', csv, '--image_dir', image_dir, '--bert_path', bert,
+           '--batch_size', '2', '--epochs', '1', '--image_size', '64', '--save_dir', str(tmp_path / 'ddp'),
+           '--seed', '0', '--device', 'cpu']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert torch.load(str(tmp_path / 'ddp' / 'checkpoint_last.pth'), weights_only=True)['step'] == 1  # 4 pairs/2/2
+    assert os.path.isfile(str(tmp_path / 'ddp' / 'align_model.pth'))
