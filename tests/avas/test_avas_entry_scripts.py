@@ -174,3 +174,18 @@ def test_predict_recall_and_pair(env, capsys):
     assert p == pytest.approx(1 / (1 + np.exp(-(s1 - s2))), rel=1e-6)
     with pytest.raises(SystemExit, match='--image_a'):
         predict_main(base + ['--title', 'x', '--ranking_ckpt', os.path.join(root, 'rank.ckpt')])
+
+
+@pytest.mark.cuda
+def test_cuda_recall_matches_cpu(env):
+    if not torch.cuda.is_available():
+        pytest.skip('needs a CUDA GPU')
+    from avas.align_recall_test_with_mmkg_model import main as recall_main
+    root, bert, image_dir = env
+    common = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
+              '--in_csv', os.path.join(root, 'recall.csv'), '--out_csv', os.path.join(root, 'gpu.csv')]
+    cpu = recall_main(common + ['--device', 'cpu'])['scores']
+    gpu = recall_main(common + ['--device', 'cuda'])['scores']
+    np.testing.assert_allclose(gpu, cpu, atol=1e-4)
+    amp = recall_main(common + ['--device', 'cuda', '--amp'])['scores']
+    np.testing.assert_allclose(amp, cpu, atol=2e-2)
