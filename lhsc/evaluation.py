@@ -86,14 +86,22 @@ def caption_chunks(cap_lens, n_images, max_mem_mib, per_word_bytes):
     return chunks
 
 
+def default_max_mem(device):
+    """MiB per chunk when --max_mem is not given: cache-sized chunks on CPU (measured fastest in
+    bench/lhsc_eval.py), large ones on a GPU."""
+    return 2048 if torch.device(device).type == 'cuda' else 64
+
+
 def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=100,
-                      max_mem=2048, reference=False, progress=True):
+                      max_mem=None, reference=False, progress=True):
     """(N_img, N_cap) float64 similarities. Image shards of `shard_size` (split across ranks
     under torchrun, then gathered); within a shard the vectorised pass runs over length-sorted
     caption chunks of at most `max_mem` MiB. reference=True: upstream's per-caption loop over
     100-caption shards (evaluation.py shard_attn_scores)."""
     n_img, n_cap = len(img_embs), len(cap_embs)
     device = model.device
+    if max_mem is None:
+        max_mem = default_max_mem(device)
     sim_enc = model.sim_enc
     sim_enc.eval()
     embed, sim_dim = cap_embs.shape[-1], sim_enc.sim_tranloc_w.out_features
@@ -295,7 +303,7 @@ def load_model(model_path, data_path=None, vocab_path=None, device='cpu'):
 # ----------------------------------------------------------------------------- evalrank
 
 def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=None, device='cpu',
-             shard_size=100, max_mem=2048, reference=False, ensemble=None, fold_images=1000):
+             shard_size=100, max_mem=None, reference=False, ensemble=None, fold_images=1000):
     """Upstream evalrank; returns (metrics dict, sims). `ensemble`: extra checkpoint paths whose
     similarity matrices are averaged with this one's (SGRAF = mean of its SAF and SGR models)."""
     paths = [model_path] + list(ensemble or [])
@@ -367,7 +375,8 @@ def build_parser():
                         help='write the float64 image x caption matrix (.npy; fold5: folds x 1000 x 5000)')
     parser.add_argument('--device', default='auto', help='auto|cpu|cuda|cuda:N')
     parser.add_argument('--shard_size', default=100, type=int, help='images per shard')
-    parser.add_argument('--max_mem', default=2048, type=float, help='MiB per similarity chunk')
+    parser.add_argument('--max_mem', default=None, type=float,
+                        help='MiB per similarity chunk (default: 64 on CPU, 2048 on CUDA)')
     parser.add_argument('--reference', action='store_true',
                         help="use upstream's per-caption loop (slow) instead of the vectorised pass")
     return parser

@@ -85,8 +85,9 @@ def build_parser():
                              '"auto" = newest checkpoint_<epoch>.pth.tar in --model_name')
     parser.add_argument('--shard_size', default=100, type=int,
                         help='images per shard of the validation similarity pass')
-    parser.add_argument('--max_mem', default=2048, type=float,
-                        help='memory budget (MiB) of one chunk of the similarity pass')
+    parser.add_argument('--max_mem', default=None, type=float,
+                        help='memory budget (MiB) of one chunk of the similarity pass '
+                             '(default: 64 on CPU, 2048 on CUDA)')
     return parser
 
 

@@ -125,7 +125,7 @@ def validate(opt, val_loader, model):
     start = time.time()
     sims = shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt,
                              shard_size=getattr(opt, 'shard_size', 100),
-                             max_mem=getattr(opt, 'max_mem', 2048), progress=main_process)
+                             max_mem=getattr(opt, 'max_mem', None), progress=main_process)
     end = time.time()
     if main_process:
         print("calculate similarity time:", end - start)
