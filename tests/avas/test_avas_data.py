@@ -83,3 +83,15 @@ def test_poi_text_is_whole_string_or_title():
     assert poi_text(parse_ranking_line('$record$'.join(base + ['A,B']))) == 'A,B'
     assert poi_text(parse_ranking_line('$record$'.join(base + ['X']))) == 'X'  # len 1: its own text
     assert poi_text(parse_ranking_line('$record$'.join(base + ['   ']))) == 'the title'
+
+
+def test_real_pair_poi_order_by_table():
+    """val line 2: weights n0 + 5 n1 + 3 n2 from the real table: 南浔古镇 1031+15, 朱家角 809+12,
+    辰山植物园 539+12, 上海植物园 357+24, 古镇风景区 5, 蓝精灵乐园… absent (0) -> cut at 5."""
+    pic = np.load(PIC_NUM, allow_pickle=True).item()
+    record = parse_ranking_line(read_ranking_lines(VAL_CSV)[1][1], 2, VAL_CSV)
+    names = record.poi_names.split(',')
+    vec = {n: np.full(512, i, np.float32) for i, n in enumerate(names)}
+    m, t, n = poi_inputs(record.poi_names, pic, vec, vec)
+    order = [names[int(v)] for v in m[:, 0].tolist()]
+    assert order == ['南浔古镇', '朱家角', '辰山植物园', '上海植物园', '古镇风景区'] and n == 5

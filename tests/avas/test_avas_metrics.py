@@ -92,3 +92,50 @@ def test_recall_from_matrix_equals_recall_of_written_rows(tmp_path):
     assert rows[0][3] == float(str(scores[0, 0]))
     for k in (1, 2, 3, 5):
         assert recall_from_matrix(pois, images, scores, k) == recall_at_k(rows, k)
+
+
+class FixedImageTower(torch.nn.Module):
+    """Stands in for the ALIGN: encode_image returns the given embeddings (test double of ours)."""
+
+    def __init__(self, vectors):
+        super().__init__()
+        self.vectors = vectors
+
+    def encode_image(self, image, norm=True):
+        return self.vectors[:image.shape[0]]
+
+
+@torch.no_grad()
+def test_ranking_forward_by_hand():
+    """Multimodal_Model.forward (spec §5 steps 1-4) recomputed in numpy from its own weights."""
+    from avas.model_local import Multimodal_Model
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(2, 512), dim=1)
+    model = Multimodal_Model(FixedImageTower(v), use_norm=1).eval()
+    dice_bn = model.attention_layer.local_att.fc1.fc[1].bn
+    dice_bn.running_mean.uniform_(-0.1, 0.1)
+    dice_bn.running_var.uniform_(0.5, 1.5)
+    pois_feature = torch.randn(2, 512)
+    m, t = torch.randn(2, 5, 512), torch.randn(2, 5, 512)
+    poi_len = torch.tensor([[2.0], [0.0]])
+    got = model(torch.zeros(2, 3, 8, 8), pois_feature, m, t, poi_len).numpy()
+
+    W = {k: p.double().numpy() for k, p in model.state_dict().items() if not k.startswith('align_model')}
+    lin = lambda x, name: x @ W[name + '.weight'].T + W[name + '.bias']
+    sig = lambda x: 1 / (1 + np.exp(-x))
+    for b in range(2):
+        vb = v[b].double().numpy()
+        u = lin(np.concatenate([m[b].double().numpy(), t[b].double().numpy()], -1), 'linear1')  # (5, 512)
+        q = np.repeat(vb[None], 5, 0)
+        h = lin(np.concatenate([q, u, q - u, q * u], -1), 'attention_layer.local_att.fc1.fc.0')  # (5, 64)
+        pre = 'attention_layer.local_att.fc1.fc.1.bn.'
+        bn = (h - W[pre + 'running_mean']) / np.sqrt(W[pre + 'running_var'] + 1e-9) * W[pre + 'weight'] + W[pre + 'bias']
+        h = sig(bn) * h  # Dice with alpha = 0
+        h = lin(h, 'attention_layer.local_att.fc1.fc.3')
+        a = lin(h, 'attention_layer.local_att.fc2.fc.0')[:, 0]  # raw weights, no softmax
+        a = a * (np.arange(5) < poi_len[b].item())
+        att = a @ u
+        x = np.concatenate([vb, pois_feature[b].double().numpy(), att])
+        x = np.maximum(lin(x, 'linear3'), 0)
+        x = np.maximum(lin(x, 'linear4'), 0)
+        assert got[b, 0] == pytest.approx(lin(x, 'linear2')[0], rel=1e-5, abs=1e-6)
