@@ -19,13 +19,20 @@ from lhsc.libs.text_atten import TextAttn
 N_REGIONS = 36  # VisualSA's BatchNorm1d(36) normalises per region index: exactly 36 regions
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def l1norm(X, dim, eps=1e-8):
     """L1-normalize X along dim (eps added to the norm, as upstream)."""
+    if X.dtype in _LOW_PRECISION:  # --amp: eps=1e-8 vanishes in fp16 and 0/0 would give NaN
+        return l1norm(X.float(), dim, eps).to(X.dtype)
     return X / (torch.abs(X).sum(dim=dim, keepdim=True) + eps)
 
 
 def l2norm(X, dim=-1, eps=1e-8):
     """L2-normalize X along dim (eps added to the norm, as upstream)."""
+    if X.dtype in _LOW_PRECISION:  # --amp: padded words are zero vectors; keep 0/(0+eps) = 0
+        return l2norm(X.float(), dim, eps).to(X.dtype)
     return X / (torch.pow(X, 2).sum(dim=dim, keepdim=True).sqrt() + eps)
 
 

@@ -95,3 +95,22 @@ def test_two_gloo_processes_equal_one_process(tmp_path, model, head):
         assert torch.allclose(a, b, atol=2e-5, rtol=1e-4)
     assert max(g.abs().max().item() for g in single['grads']) > 1e-3
     assert np.abs(single['eval_sims'] - double['eval_sims']).max() <= 1e-6
+
+
+@pytest.mark.slow
+def test_train_py_under_torchrun_two_processes(tmp_path):
+    from lhsc import make_demo_data
+    from common.checkpoint import load_checkpoint
+    make_demo_data.main(['--out_dir', str(tmp_path / 'data'), '--img_dim', '8', '--n_train', '30',
+                         '--n_dev', '10', '--n_test', '10'])
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+           '--master_port', str(30500 + os.getpid() % 1000), os.path.join(REPO, 'lhsc', 'train.py'),
+           '--data_path', 'data', '--vocab_path', os.path.join(REPO, 'lhsc', 'vocab'), '--model_name', 'ck',
+           '--logger_name', 'log', '--img_dim', '8', '--word_dim', '8', '--embed_size', '8', '--sim_dim', '8',
+           '--batch_size', '30', '--num_epochs', '1', '--max_violation', '--device', 'cpu', '--seed', '0']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = load_checkpoint(str(tmp_path / 'ck' / 'checkpoint_0.pth.tar'))
+    assert ckpt['Eiters'] == 5          # 150 captions / global batch 30 (15 per rank)
+    assert done.stderr.count('rsum: ') == 1   # only rank 0 logs

@@ -82,3 +82,31 @@ def test_sgraf_trains_through_the_same_script(demo_data, tmp_path):
     train.main(train_argv(demo_data, str(tmp_path), 1, '--model', 'SGRAF', '--module_name', 'SAF'))
     ckpt = load_checkpoint(str(tmp_path / 'ck' / 'checkpoint_0.pth.tar'))
     assert 'SAF_module.attn_sim_w.weight' in ckpt['model'][2] and list(ckpt['model'][0]) == ['fc.weight', 'fc.bias']
+
+
+def test_norms_are_safe_in_half_precision():
+    from lhsc.model import l1norm, l2norm
+    x = torch.zeros(2, 3, 4, dtype=torch.float16)
+    x[0, 0] = torch.tensor([3., 4., 0., 0.])
+    y = l2norm(x)
+    assert y.dtype == torch.float16 and not torch.isnan(y).any()
+    assert y[0, 0].tolist() == [0.6001, 0.7998, 0.0, 0.0] or torch.allclose(y[0, 0].float(), torch.tensor([.6, .8, 0, 0]), atol=1e-3)
+    assert not torch.isnan(l1norm(x, -1)).any()
+
+
+def test_amp_flag_is_a_noop_on_cpu(make_opt):
+    model = build_model(make_opt(), amp=True)
+    assert model.amp is False and not model.scaler.is_enabled()
+
+
+@pytest.mark.cuda
+def test_cuda_amp_training_step(make_opt):
+    if not torch.cuda.is_available():
+        pytest.skip('needs CUDA')
+    vocab = deserialize_vocab(os.path.join(HERE, 'data', 'vocab', 'f30k_precomp_vocab.json'))
+    model = build_model(make_opt(), device='cuda', amp=True)
+    dset = data.PrecompDataset(os.path.join(HERE, 'data', 'f30k_precomp'), 'train', vocab)
+    batch = data.collate_fn([dset[i] for i in range(10)])
+    model.train_start()
+    losses = [model.train_emb(*batch).item() for _ in range(3)]
+    assert all(np.isfinite(losses)) and model.amp
