@@ -165,9 +165,10 @@ def poi_priority(counts):
 def load_table(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            '%s: POI side table not found. It is a release file of AutoImageSelection (too large for '
-            'the GitHub mirror); put it in the --poi_tables folder, or build one with '
-            'avas.poi_tables.build_poi_vector_tables.' % path)
+            '%s: POI side table not found in --poi_tables. %s = avas/data/%s; the 0110 vector tables are '
+            'files of github.com/youyuge34/AutoImageSelection (too large for its mirror here; the _wo_norm one '
+            'was never published); or build tables with avas.poi_tables.build_poi_vector_tables.'
+            % (path, PIC_NUM_TABLE, PIC_NUM_TABLE))
     return np.load(path, allow_pickle=True).item()
 
 
