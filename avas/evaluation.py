@@ -6,9 +6,6 @@ import time
 import numpy as np
 import torch
 
-from avas.align_model import encode_texts
-from avas.loss import pair_softmax, rank_sigmoid_loss
-
 
 def image_id(path):
     """align_recall@K.py:21: the positive test is the file name's text before the first '_'."""
@@ -39,6 +36,7 @@ def pairwise_accuracy(labels, s1, s2):
 
 
 def pair_text_features(align_model, texts, device, use_norm, text_batch_size=64):
+    from avas.align_model import encode_texts  # lazily: recall@K alone needs no transformers
     return encode_texts(align_model, texts, device, norm=bool(use_norm), batch_size=text_batch_size)
 
 
@@ -46,6 +44,7 @@ def evaluate_pairs(model, loader, device, softmax=0, strict=False, text_batch_si
                    amp=False, log=0):
     """local_eval_test.eval_: per batch s1, s2 (two forward calls), RankNet loss; Dev loss is the
     mean of batch means (quirk 13). Dropped pairs are counted and named; strict makes them fatal."""
+    from avas.loss import pair_softmax, rank_sigmoid_loss
     from common.runtime import autocast
     model.eval()
     labels, s1_all, s2_all, linenos, dropped = [], [], [], [], []
