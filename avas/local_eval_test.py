@@ -16,7 +16,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from common.checkpoint import CheckpointError

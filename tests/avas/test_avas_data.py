@@ -1,7 +1,6 @@
 """CSV parsing of the real files, POI ordering and the POI inputs of a pair (spec §3, quirks 17-21)."""
 import numpy as np
 import pytest
-import torch
 
 from avas.data import (DataFormatError, pair_label, parse_ranking_line, poi_inputs, poi_priority, poi_text,
                        read_ranking_lines, read_recall_csv, read_recall_results, unique_pois, url_to_local)
