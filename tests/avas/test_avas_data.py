@@ -94,3 +94,10 @@ def test_real_pair_poi_order_by_table():
     m, t, n = poi_inputs(record.poi_names, pic, vec, vec)
     order = [names[int(v)] for v in m[:, 0].tolist()]
     assert order == ['南浔古镇', '朱家角', '辰山植物园', '上海植物园', '古镇风景区'] and n == 5
+
+
+def test_avas_pretrain_csv_is_recall_format():
+    import os
+    from tests.avas.avas_testlib import DATA
+    rows = read_recall_csv(os.path.join(DATA, 'pretrain_model_test_dataset.csv'))
+    assert len(rows) == 1000 and len(unique_pois(rows)) == 100
