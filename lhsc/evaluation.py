@@ -86,6 +86,9 @@ def caption_chunks(cap_lens, n_images, max_mem_mib, per_word_bytes):
     return chunks
 
 
+TILE_WORDS = 256  # caption words per image tile the chunker aims for
+
+
 def default_max_mem(device):
     """MiB per chunk when --max_mem is not given: cache-sized chunks on CPU (measured fastest in
     bench/lhsc_eval.py), large ones on a GPU."""
@@ -128,12 +131,15 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
             else:
                 img_glo = sim_enc.image_globals(im)
                 per_word = bytes_per_image_word(embed, sim_dim)
-                for chunk in caption_chunks(cap_lens, im_end - im_start, max_mem, per_word):
-                    lens = [cap_lens[j] for j in chunk]
-                    ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
-                    index = torch.as_tensor(chunk, device=device)
-                    block[:, chunk] = sim_enc(im, ca, lens, img_glo=img_glo,
-                                              cap_glo=cap_glo[index]).double().cpu().numpy()
+                # tiles of a few images x many caption words: cache-sized, GEMM-friendly shapes
+                tile = max(1, min(len(im), int(max_mem * 2 ** 20 / (per_word * TILE_WORDS))))
+                for t in range(0, len(im), tile):
+                    for chunk in caption_chunks(cap_lens, min(tile, len(im) - t), max_mem, per_word):
+                        lens = [cap_lens[j] for j in chunk]
+                        ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
+                        index = torch.as_tensor(chunk, device=device)
+                        block[t:t + tile, chunk] = sim_enc(im[t:t + tile], ca, lens, img_glo=img_glo[t:t + tile],
+                                                           cap_glo=cap_glo[index]).double().cpu().numpy()
             if progress:
                 sys.stdout.write('\r>> shard_attn_scores batch (%d,%d)' % (i, n_im_shard - 1))
                 sys.stdout.flush()

@@ -375,14 +375,13 @@ class EncoderSimilarity(nn.Module):
 
         |attn @ V|^2 = rowsum((attn @ G) * attn) with the 36x36 Gram matrix G = V V^T, so the
         context norm comes from the small attention weights; scaling the weights by 1/(|c|+eps)
-        and one baddbmm (out = -q + attn' @ V) then give l2norm(context) - q directly.
+        and one bmm + in-place subtraction then give l2norm(context) - q.
         """
         n_img, n_words, _ = attn.shape
         gram = torch.bmm(img_emb, img_emb.transpose(1, 2))                                  # (Ni, 36, 36)
         sq_norm = (torch.bmm(attn, gram) * attn).sum(-1, keepdim=True).clamp_(min=0)
         attn = attn / sq_norm.sqrt_().add_(1e-8)
-        words = cap.reshape(1, n_words, -1)
-        diff = torch.baddbmm(words.expand(n_img, -1, -1), attn, img_emb, beta=-1)          # c/|c| - q
+        diff = torch.bmm(attn, img_emb).sub_(cap.reshape(1, n_words, -1))                  # c/|c| - q
         sim_loc = self.sim_tranloc_w(diff.square_())
         del diff
         norm = torch.linalg.vector_norm(sim_loc, dim=-1, keepdim=True).add_(1e-8)
