@@ -101,3 +101,18 @@ def test_avas_pretrain_csv_is_recall_format():
     from tests.avas.avas_testlib import DATA
     rows = read_recall_csv(os.path.join(DATA, 'pretrain_model_test_dataset.csv'))
     assert len(rows) == 1000 and len(unique_pois(rows)) == 100
+
+
+def test_normalize_image_cv2_bilinear_on_uint8():
+    """1x2 -> 1x4 with half-pixel centres: source x = 0, .25, .75, 1 (clamped) -> 0, 63.75, 191.25, 255,
+    rounded to uint8 before the float64 ImageNet normalisation; CHW float32 out."""
+    from avas.data import MEAN, STD, normalize_image
+    img = np.zeros((1, 2, 3), np.uint8)
+    img[0, 1] = 255
+    out = normalize_image(img, size=(4, 1))
+    assert out.shape == (3, 1, 4) and out.dtype == np.float32
+    pixels = out.transpose(1, 2, 0) * np.array(STD) + np.array(MEAN)
+    assert np.allclose(pixels[0, :, 0] * 255, [0, 64, 191, 255], atol=1e-3)  # integers: uint8 rounding
+    default = normalize_image(np.full((50, 80, 3), 128, np.uint8))
+    assert default.shape == (3, 224, 224)
+    assert np.allclose(default[0], (128 / 255 - MEAN[0]) / STD[0], atol=1e-6)
