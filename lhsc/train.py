@@ -44,7 +44,10 @@ def main(argv=None):
     except data.DataError as err:
         raise SystemExit(str(err))
 
-    model = build_model(opt, device=info.device, amp=opt.amp, dist_info=info)
+    try:
+        model = build_model(opt, device=info.device, amp=opt.amp, dist_info=info)
+    except ValueError as err:  # e.g. --embed_size not divisible by 4 (IM_GCN)
+        raise SystemExit(str(err))
     model.step_seed = opt.seed or 0
     if info.distributed:
         broadcast_parameters(model)
@@ -194,6 +197,10 @@ def resume(opt, model):
         checkpoint = load_checkpoint(path, map_location='cpu')
     except CheckpointError as err:
         raise SystemExit(str(err))
+    n_words = checkpoint['model'][1]['embed.weight'].shape[0]
+    if n_words != opt.vocab_size:
+        raise SystemExit('%s embeds %d words but the vocabulary has %d: resume with the vocabulary '
+                         'it was trained with (--vocab_path)' % (path, n_words, opt.vocab_size))
     model.load_state_dict(checkpoint['model'])
     if 'optimizer' in checkpoint:
         model.optimizer.load_state_dict(checkpoint['optimizer'])

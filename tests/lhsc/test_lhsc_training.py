@@ -110,3 +110,18 @@ def test_cuda_amp_training_step(make_opt):
     model.train_start()
     losses = [model.train_emb(*batch).item() for _ in range(3)]
     assert all(np.isfinite(losses)) and model.amp
+
+
+def test_bad_embed_size_and_resume_vocab_mismatch_are_clear_errors(demo_data, tmp_path):
+    with pytest.raises(SystemExit, match='divisible by 4'):
+        train.main(train_argv(demo_data, str(tmp_path), 1, '--embed_size', '10'))
+    from common.checkpoint import save_checkpoint
+    ckpt_dir = tmp_path / 'ck'
+    small = train.opts.build_parser().parse_args(['--img_dim', '8', '--word_dim', '8', '--embed_size', '8',
+                                                  '--sim_dim', '8'])
+    small.vocab_size = 35  # not the 8481 words of the shipped f30k vocabulary
+    model = build_model(small)
+    save_checkpoint({'epoch': 1, 'model': model.state_dict(), 'best_rsum': 0, 'Eiters': 5, 'opt': None},
+                    str(ckpt_dir / 'checkpoint_0.pth.tar'))
+    with pytest.raises(SystemExit, match='embeds 35 words but the vocabulary has 8481'):
+        train.main(train_argv(demo_data, str(tmp_path), 2, '--resume', 'auto'))
