@@ -76,7 +76,7 @@ class ALIGN(nn.Module):
         """CLIP loss of matched (image, text) rows. With `mkg` also the TransE margin loss per
         triple and (loss_clip, mkg_loss, d_pos, d_neg) is returned like AVAS:
         mkg='in_batch': head = the row's text, relation has_image, tail = the row's image, negative
-        tail = the next row's image (cheap: reuses the CLIP embeddings; the port's training choice);
+        tail = the previous row's image (cheap: reuses the CLIP embeddings; the port's training choice);
         mkg=dict(head_text, relation, tail_text, tail_img, tail_type, neg_tail_text, neg_tail_img):
         AVAS's explicit triples (see mkg_distances)."""
         image_embeddings = self.encode_image(image)

@@ -3,7 +3,7 @@ documented in avas/README.md "Training").
 
 Loss per step: CLIP loss of (image, POI-name/title) pairs with logit_scale multiplying the cosine
 matrix (as align_model.py) + --mkg_weight * mean TransE margin loss of the AVAS MKG head on
-in-batch triples (POI name, has_image, its image) vs (POI name, has_image, next row's image).
+in-batch triples (POI name, has_image, its image) vs (POI name, has_image, previous row's image).
 Saves AVAS's {'epoch', 'min_loss', 'state_dict'} checkpoints that the recall script loads.
 
     python avas/train_align.py --train_csv data/recall_train.csv --image_dir recall_train_images \
