@@ -136,6 +136,8 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
     assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(labels, scores[:, 0], scores[:, 1]))
     assert saved['roc_auc'] == pytest.approx(roc_auc(labels, scores[:, 0] - scores[:, 1]))
     assert 0.0 < saved['dev_loss'] < 5.0
+    soft = eval_main(argv + ['--softmax', '1'])  # softmax over (s1, s2) keeps the order, changes the loss
+    assert soft['dev_accuracy'] == saved['dev_accuracy'] and soft['dev_loss'] != pytest.approx(saved['dev_loss'])
     with pytest.raises(SystemExit, match='line 3.*%s.*--strict' % missing):
         eval_main(argv + ['--strict'])
     with pytest.raises(SystemExit, match='0110_imgs_avg_10vector_wo_norm.npy'):
