@@ -136,8 +136,13 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
     assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(labels, scores[:, 0], scores[:, 1]))
     assert saved['roc_auc'] == pytest.approx(roc_auc(labels, scores[:, 0] - scores[:, 1]))
     assert 0.0 < saved['dev_loss'] < 5.0
-    soft = eval_main(argv + ['--softmax', '1'])  # softmax over (s1, s2) keeps the order, changes the loss
-    assert soft['dev_accuracy'] == saved['dev_accuracy'] and soft['dev_loss'] != pytest.approx(saved['dev_loss'])
+    # Dev Loss = mean over batches of batch means: batches hold val lines (1, 2) and (4) [3 dropped]
+    bce = lambda d, y: -(y * np.log(1 / (1 + np.exp(-d))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-d))))
+    per_pair = bce(scores[:, 0] - scores[:, 1], np.array(labels))
+    assert saved['dev_loss'] == pytest.approx((per_pair[:2].mean() + per_pair[2]) / 2, rel=1e-5)
+    soft = eval_main(argv + ['--softmax', '1'])  # softmax over (s1, s2): s1 - s2 -> tanh((s1 - s2) / 2)
+    per_pair = bce(np.tanh((scores[:, 0] - scores[:, 1]) / 2), np.array(labels))
+    assert soft['dev_loss'] == pytest.approx((per_pair[:2].mean() + per_pair[2]) / 2, rel=1e-5)
     with pytest.raises(SystemExit, match='line 3.*%s.*--strict' % missing):
         eval_main(argv + ['--strict'])
     with pytest.raises(SystemExit, match='0110_imgs_avg_10vector_wo_norm.npy'):
