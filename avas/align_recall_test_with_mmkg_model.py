@@ -42,7 +42,7 @@ def get_parser():
 def embed_images(model, img_paths, batch_size, device, amp=False):
     from common.runtime import autocast
     iterations = (len(img_paths) + batch_size - 1) // batch_size
-    print('iterations=', iterations)
+    print('iterations=', len(img_paths) // batch_size + 1)  # upstream's count (may include an empty batch)
     chunks = []
     for i in range(iterations):
         batch = img_paths[i * batch_size:(i + 1) * batch_size]

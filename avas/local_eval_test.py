@@ -136,6 +136,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     start = time.time()
     _, val_file, _ = split_index_files(args.index_files)  # upstream also read train (quirk 11): not needed
+    print('use norm vector.npy' if args.use_norm_vector else 'use wo norm vector.npy')  # model_local.py:55-60
     try:
         poi_tables = load_poi_tables(args.poi_tables, args.use_norm_vector)
         loader = make_loader(val_file, args, poi_tables)

@@ -147,6 +147,13 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
         eval_main(argv + ['--strict'])
     with pytest.raises(SystemExit, match='0110_imgs_avg_10vector_wo_norm.npy'):
         eval_main(argv + ['--use_norm_vector', '0'])
+    from avas.align_model import build_model
+    from avas.poi_tables import build_poi_vector_tables
+    model = build_model(os.path.join(root, 'align_model.pth'), bert)
+    build_poi_vector_tables(model, {'朱家角': [os.path.join(PHOTOS, missing)]}, tables, torch.device('cpu'), use_norm=0)
+    capsys.readouterr()
+    raw = eval_main(argv + ['--use_norm_vector', '0'])  # un-normalised embeddings + the _wo_norm table
+    assert raw['n_pairs'] == 3 and 'use wo norm vector.npy' in capsys.readouterr().out
 
 
 def test_avas_keyword_scorer(env):
