@@ -72,15 +72,14 @@ def main(argv=None):
     baseline = random_rsum(metrics['n_images'])
     print('test rsum %.1f  (random scores: expected rsum %.1f)' % (metrics['rsum'], baseline))
     command = 'cd %s && ' % out + ' '.join(shlex.quote(c) for c in eval_cmd)
+    eval_row = lambda metric, value, baseline: {'paper': 'lhsc', 'command': command, 'metric': metric,
+                                                'value': value, 'baseline': baseline, 'wall_s': round(eval_s, 2)}
     rows = [
+        eval_row('rsum (test, %d images)' % metrics['n_images'], metrics['rsum'], baseline),
+        eval_row('i2t R@1', metrics['i2t']['r1'], 100.0 / metrics['n_images']),
+        eval_row('t2i R@1', metrics['t2i']['r1'], 100.0 / metrics['n_images']),
         {'paper': 'lhsc', 'command': ' '.join(shlex.quote(c) for c in train_cmd), 'metric': 'train wall_s',
          'value': round(train_s, 2), 'baseline': None, 'wall_s': round(train_s, 2)},
-        {'paper': 'lhsc', 'command': command, 'metric': 'rsum (test, 100 images)', 'value': metrics['rsum'],
-         'baseline': baseline, 'wall_s': round(eval_s, 2)},
-        {'paper': 'lhsc', 'command': command, 'metric': 'i2t R@1', 'value': metrics['i2t']['r1'],
-         'baseline': 100.0 / metrics['n_images'], 'wall_s': round(eval_s, 2)},
-        {'paper': 'lhsc', 'command': command, 'metric': 't2i R@1', 'value': metrics['t2i']['r1'],
-         'baseline': 100.0 / metrics['n_images'], 'wall_s': round(eval_s, 2)},
     ]
     with atomic_open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(rows, f, indent=2)
