@@ -390,8 +390,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    explicit_model = argv is not None and '--model_path' in argv or \
-        argv is None and any(a.startswith('--model_path') for a in sys.argv[1:])
+    given = sys.argv[1:] if argv is None else argv
+    explicit_model = any(a.startswith('--model_path') for a in given)
     if args.ensemble:
         paths = ([args.model_path] if explicit_model else []) + args.ensemble
         model_path, extra = paths[0], paths[1:]
