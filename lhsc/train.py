@@ -15,7 +15,6 @@ import logging
 import re
 import time
 
-import numpy
 import torch
 
 from common import logger as tb_logger

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from lhsc import opts, predict, vocab as vocab_cli
 

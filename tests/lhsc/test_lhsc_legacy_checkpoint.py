@@ -3,7 +3,6 @@ opt Namespace, [img, txt, sim] list) load; num_batches_tracked may be absent; ba
 vocabulary of the wrong size give clear errors."""
 import os
 
-import numpy as np
 import pytest
 import torch
 
