@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""End-to-end demo: tiny data -> train FHN-T3 on CPU -> evaluate-accuracy, evaluate-rank, fitb.
+"""End-to-end demo: tiny data -> train FHN-VSE-T3 on CPU -> evaluate-accuracy, evaluate-rank, fitb.
 
 `python fhn/demo.py --out_dir DIR` runs the real entry scripts as subprocesses and
 writes DIR/summary.json (rows: paper, command, metric, value, baseline, wall_s).
@@ -22,30 +22,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "scripts", "run.py")
 
 DATA = dict(data_root="data/polyvore", image_root="data/polyvore", data_set="tuples_630",
-            num_workers=0, use_lmdb=True, use_semantic=False, use_visual=True, image_size=224)
+            num_workers=0, use_lmdb=True, use_semantic=True, use_visual=True, image_size=224)
+# FHN-T3 with visual and semantic features (cfg/train/FHN_VSE_T3_630.yaml), D=16, AlexNet at
+# 224 px from random weights (no ImageNet weights offline: pretrained false)
 NET = dict(name="FashionNet", num_users=4, dim=16, backbone="alexnet", hash_types=3,
-           scale_tanh=True, use_semantic=False, use_visual=True, pretrained=False)
+           scale_tanh=True, use_semantic=True, use_visual=True, margin=0.1, pretrained=False)
 
 
 def demo_configs(epochs=2):
-    """FHN-T3 configs with the original keys (cfg/train/FHN_T3_53.yaml style), tiny sizes."""
-    model = "checkpoints/fashion_hash_net_t3_demo"
+    """FHN-VSE-T3 configs with the original keys (cfg/train/FHN_VSE_T3_630.yaml), tiny sizes."""
+    model = "checkpoints/fashion_hash_net_vse_t3_demo"
     train = dict(
-        data_param=dict(DATA, batch_size=24, nega_mode="RandomOnline", data_mode="PairWise"),
+        data_param=dict(DATA, batch_size=6, nega_mode="RandomOnline", data_mode="PairWise"),
         train_data_param=dict(shuffle=True, data_mode="PairWise", phase="train"),
         test_data_param=dict(shuffle=False, data_mode="PairWise", phase="val"),
         net_param=dict(NET),
         solver_param=dict(
             name="FashionNetSolver", display=1, epochs=epochs, gamma=1.0, gpus=[],
-            visdom_env="fashion_hash_net", visdom_title="fashion_hash_net_t3_demo",
+            visdom_env="fashion_hash_net", visdom_title="fashion_hash_net_vse_t3_demo",
             checkpoints=model,
-            optim_param=dict(name="SGD", lr=[5, 0.001, 0.005, 0.01], weight_decay=1.0e-06,
+            optim_param=dict(name="SGD", lr=[10, 0.001, 0.01, 0.01, 0.1], weight_decay=1.0e-06,
                              grad_param=dict(momentum=0.9), lr_scheduler="ReduceLROnPlateau",
                              scheduler_param=dict(cooldown=10, factor=0.5, patience=10,
                                                   threshold=0.05))),
-        log_file="logs/train/fashion_hash_net_t3_demo.log", log_level="INFO",
+        log_file="logs/train/fashion_hash_net_vse_t3_demo.log", log_level="INFO",
     )
-    evaluate = dict(load_trained=model + "_best.net", result_file="results/fashion_hash_net_t3_demo.npz",
+    evaluate = dict(load_trained=model + "_best.net", result_file="results/fashion_hash_net_vse_t3_demo.npz",
                     gpus=[], net_param=dict(NET, name="FashionNetDeploy"), log_level="INFO")
     acc = dict(evaluate, net_param=dict(NET),
                data_param=dict(DATA, phase="test", batch_size=64, data_mode="PairWise",
@@ -83,7 +85,7 @@ def main(argv=None):
     run([py, os.path.join(HERE, "make_demo_data.py"), out], out, log)
     rows = []
     for action, cfg in demo_configs(args.epochs).items():
-        path = os.path.join(out, "cfg", action, "FHN_T3_demo.yaml")
+        path = os.path.join(out, "cfg", action, "FHN_VSE_T3_demo.yaml")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)

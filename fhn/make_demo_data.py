@@ -29,38 +29,36 @@ def item_name(cate, idx, style):
 
 
 def draw_item(cate, style, rng, size=291):
-    """White background, category silhouette filled with the style's colour and pattern."""
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    d = ImageDraw.Draw(img)
+    """Style = colour + pattern over the whole product photo; category = silhouette shape."""
     colour = COLOURS[style % len(COLOURS)]
-    jitter = int(rng.integers(-12, 13))
-    if cate == 0:  # top: torso + sleeves
-        box = [70 + jitter, 60, 220 + jitter, 240]
-        d.rectangle(box, fill=colour)
-        d.polygon([(70 + jitter, 60), (20 + jitter, 130), (45 + jitter, 150), (70 + jitter, 110)], fill=colour)
-        d.polygon([(220 + jitter, 60), (270 + jitter, 130), (245 + jitter, 150), (220 + jitter, 110)], fill=colour)
-    elif cate == 1:  # bottom: two legs
-        box = [90 + jitter, 30, 200 + jitter, 270]
-        d.rectangle([90 + jitter, 30, 140 + jitter, 270], fill=colour)
-        d.rectangle([150 + jitter, 30, 200 + jitter, 270], fill=colour)
-        d.rectangle([90 + jitter, 30, 200 + jitter, 90], fill=colour)
-    else:  # shoe: low wide shape
-        box = [40 + jitter, 150, 250 + jitter, 220]
-        d.ellipse(box, fill=colour)
-        d.rectangle([40 + jitter, 110, 110 + jitter, 190], fill=colour)
+    img = Image.new("RGB", (size, size), colour)
+    d = ImageDraw.Draw(img)
     pattern = style % 4
-    x0, y0, x1, y1 = box
-    for k in range(x0, x1, 18):
+    light = tuple(min(255, c + 90) for c in colour)
+    dark = tuple(max(0, c - 90) for c in colour)
+    for k in range(0, size, 24):
         if pattern == 0:  # vertical stripes
-            d.line([(k, y0), (k, y1)], fill=(255, 255, 255), width=5)
+            d.rectangle([k, 0, k + 9, size], fill=light)
         elif pattern == 1:  # dots
-            for m in range(y0, y1, 18):
-                d.ellipse([k, m, k + 7, m + 7], fill=(250, 250, 250))
+            for m in range(0, size, 24):
+                d.ellipse([k + 4, m + 4, k + 14, m + 14], fill=light)
         elif pattern == 2:  # horizontal stripes
-            pass
-    if pattern == 2:
-        for m in range(y0, y1, 16):
-            d.line([(x0, m), (x1, m)], fill=(20, 20, 20), width=4)
+            d.rectangle([0, k, size, k + 9], fill=dark)
+        else:  # checks
+            for m in range(0, size, 48):
+                d.rectangle([k, m + (k // 24 % 2) * 24, k + 23, m + 23 + (k // 24 % 2) * 24], fill=dark)
+    jitter = int(rng.integers(-12, 13))
+    outline = (255, 255, 255)
+    if cate == 0:  # top: torso + sleeves
+        d.polygon([(90 + jitter, 80), (200 + jitter, 80), (250 + jitter, 140), (225 + jitter, 160),
+                   (200 + jitter, 130), (200 + jitter, 230), (90 + jitter, 230), (90 + jitter, 130),
+                   (65 + jitter, 160), (40 + jitter, 140)], outline=outline, width=6)
+    elif cate == 1:  # bottom: two legs
+        d.polygon([(100 + jitter, 40), (190 + jitter, 40), (200 + jitter, 260), (155 + jitter, 260),
+                   (145 + jitter, 120), (135 + jitter, 260), (90 + jitter, 260)], outline=outline, width=6)
+    else:  # shoe: low wide shape
+        d.polygon([(60 + jitter, 120), (110 + jitter, 120), (120 + jitter, 170), (240 + jitter, 190),
+                   (240 + jitter, 215), (60 + jitter, 215)], outline=outline, width=6)
     return img
 
 
