@@ -244,10 +244,12 @@ def main(argv=None):
         return 2
     if args.out_json and results is not None:
         from common.results import write_results
-        write_results(args.out_json, results, "fhn", argv=sys.argv if argv is None else ["run.py"] + list(argv),
+
+        data = config.data_param or config.fitb_data_param or config.train_data_param
+        write_results(args.out_json, results, "fhn",
+                      argv=sys.argv if argv is None else ["run.py"] + list(argv),
                       seed=args.seed, checkpoint=config.load_trained,
-                      data_path=(config.data_param or config.fitb_data_param or config.train_data_param
-                                 or type("x", (), {"data_root": None})).data_root)
+                      data_path=data.data_root if data is not None else None)
     return 0
 
 
