@@ -82,3 +82,26 @@ def test_fitb_and_accuracy_cached_equal_per_outfit(demo_root, make_data_cfg, mon
     a = E.evaluate_accuracy(acc_cfg, "cpu")
     b = E.evaluate_accuracy(acc_cfg, "cpu", per_outfit=True)
     assert a["binary"] == b["binary"] and a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-12)
+
+
+def test_fitb_tie_with_ground_truth_counts_as_correct(demo_root, make_data_cfg, monkeypatch):
+    """Upstream takes torch.argmax of the binary scores: the first maximum wins (run.py:249)."""
+    from fhn import evaluation as E
+
+    net = _net(4, False, True, seed=3)
+    monkeypatch.setattr(E, "get_net", lambda config, device="cpu": net)
+    n_q = [0]
+
+    def fake_score(self, uidx, tuples):
+        n = len(tuples) // 4
+        n_q[0] = n
+        b = np.tile([1.0, 1.0, 0.0, -1.0], n)  # truth ties with candidate 1
+        b[4:8] = [0.0, 2.0, 2.0, 0.0]  # question 1: a wrong candidate wins
+        return b, b
+
+    monkeypatch.setattr(E.CodeCache, "score", fake_score)
+    cfg = FashionParam(fitb_data_param=dict(
+        data_root=make_data_cfg(demo_root)["data_root"], num_workers=0, use_semantic=True,
+        use_visual=False), net_param=dict(num_users=4))
+    got = E.fitb(cfg, "cpu")["fitb_acc"]
+    assert got == pytest.approx((n_q[0] - 1) / n_q[0])
