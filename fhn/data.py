@@ -6,7 +6,6 @@ import pickle
 
 import lmdb
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset

@@ -351,6 +351,7 @@ def evaluate_accuracy(config, device, per_outfit=False):
             a, b = acc_vec[s: s + bs], bin_vec[s: s + bs]
             LOGGER.info("Batch [%d]/[%d] Accuracy %.3f Accuracy (Binary Codes) %.3f", idx,
                         loader.num_batch, a.mean(), b.mean())
+            # upstream accumulates batch accuracy x batch size
             accuracy += a.sum() / a.size * a.size
             binary += b.sum() / b.size * b.size
     accuracy /= loader.num_sample

@@ -494,8 +494,6 @@ class ColdStart(FashionNetDeploy):
 
     def get_outfits(self, loader, device):
         """Per-user mean of per-outfit codes ((mean visual + mean text) / 2); outfit list."""
-        from fhn.data import PolyvoreLoader  # noqa: F401  (loader built by caller)
-
         num_users = loader.num_users
         sums = [torch.zeros(self.param.dim) for _ in range(num_users)]
         counts = [0] * num_users
