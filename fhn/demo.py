@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""End-to-end demo: tiny data -> train FHN-VSE-T3 on CPU -> evaluate-accuracy, evaluate-rank, fitb.
+"""End-to-end demo: tiny data -> train FHN-T3 (visual only) on CPU -> evaluate-accuracy, evaluate-rank, fitb.
 
 `python fhn/demo.py --out_dir DIR` runs the real entry scripts as subprocesses and
 writes DIR/summary.json (rows: paper, command, metric, value, baseline, wall_s).
@@ -22,16 +22,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "scripts", "run.py")
 
 DATA = dict(data_root="data/polyvore", image_root="data/polyvore", data_set="tuples_630",
-            num_workers=0, use_lmdb=True, use_semantic=True, use_visual=True, image_size=224)
-# FHN-T3 with visual and semantic features (cfg/train/FHN_VSE_T3_630.yaml), D=16, AlexNet at
-# 224 px from random weights (no ImageNet weights offline: pretrained false)
+            num_workers=0, use_lmdb=True, use_semantic=False, use_visual=True, image_size=224)
+# FHN-T3, visual only (cfg/train/FHN_T3_630_Adam.yaml), D=16, AlexNet at 224 px from random
+# weights (no ImageNet weights offline: pretrained false)
 NET = dict(name="FashionNet", num_users=4, dim=16, backbone="alexnet", hash_types=3,
-           scale_tanh=True, use_semantic=True, use_visual=True, margin=0.1, pretrained=False)
+           scale_tanh=True, use_semantic=False, use_visual=True, pretrained=False)
+MODEL = "FHN-T3"
 
 
-def demo_configs(epochs=2):
-    """FHN-VSE-T3 configs with the original keys (cfg/train/FHN_VSE_T3_630.yaml), tiny sizes."""
-    model = "checkpoints/fashion_hash_net_vse_t3_demo"
+def demo_configs(epochs=4):
+    """FHN-T3 configs with the original keys (cfg/train/FHN_T3_630_Adam.yaml), tiny sizes.
+
+    Adam as in that config, with larger learning rates for the user codes, the encoders and
+    the matching weights ([0.1, 1e-4, 3e-3, 0.01] instead of [0.01, 1e-4, 1e-4, 1e-3]): a
+    random backbone and 16 steps need them. No `.solver` file (save_solver false): the demo
+    does not resume and the Adam state of AlexNet is ~1 GB per epoch.
+    """
+    model = "checkpoints/fashion_hash_net_t3_demo"
     train = dict(
         data_param=dict(DATA, batch_size=6, nega_mode="RandomOnline", data_mode="PairWise"),
         train_data_param=dict(shuffle=True, data_mode="PairWise", phase="train"),
@@ -39,15 +46,14 @@ def demo_configs(epochs=2):
         net_param=dict(NET),
         solver_param=dict(
             name="FashionNetSolver", display=1, epochs=epochs, gamma=1.0, gpus=[],
-            visdom_env="fashion_hash_net", visdom_title="fashion_hash_net_vse_t3_demo",
-            checkpoints=model,
-            optim_param=dict(name="SGD", lr=[10, 0.001, 0.01, 0.01, 0.1], weight_decay=1.0e-06,
-                             grad_param=dict(momentum=0.9), lr_scheduler="ReduceLROnPlateau",
-                             scheduler_param=dict(cooldown=10, factor=0.5, patience=10,
-                                                  threshold=0.05))),
-        log_file="logs/train/fashion_hash_net_vse_t3_demo.log", log_level="INFO",
+            visdom_env="fashion_hash_net", visdom_title="fashion_hash_net_t3_demo",
+            checkpoints=model, save_solver=False,
+            optim_param=dict(name="Adam", lr=[0.1, 0.0001, 0.003, 0.01], weight_decay=1.0e-06,
+                             grad_param=dict(betas=[0.9, 0.9999]), lr_scheduler="StepLR",
+                             scheduler_param=dict(step_size=30, gamma=0.2))),
+        log_file="logs/train/fashion_hash_net_t3_demo.log", log_level="INFO",
     )
-    evaluate = dict(load_trained=model + "_best.net", result_file="results/fashion_hash_net_vse_t3_demo.npz",
+    evaluate = dict(load_trained=model + "_best.net", result_file="results/fashion_hash_net_t3_demo.npz",
                     gpus=[], net_param=dict(NET, name="FashionNetDeploy"), log_level="INFO")
     acc = dict(evaluate, net_param=dict(NET),
                data_param=dict(DATA, phase="test", batch_size=64, data_mode="PairWise",
@@ -74,7 +80,7 @@ def run(cmd, cwd, log):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out_dir)
     os.makedirs(out, exist_ok=True)
@@ -85,7 +91,7 @@ def main(argv=None):
     run([py, os.path.join(HERE, "make_demo_data.py"), out], out, log)
     rows = []
     for action, cfg in demo_configs(args.epochs).items():
-        path = os.path.join(out, "cfg", action, "FHN_VSE_T3_demo.yaml")
+        path = os.path.join(out, "cfg", action, "FHN_T3_demo.yaml")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
@@ -111,12 +117,13 @@ def main(argv=None):
         for name, base in names:
             rows.append(dict(paper="fhn", command=command, metric=name, value=float(res[name]),
                              baseline=base, wall_s=wall))
-            print("[fhn demo]   %s = %.4f (random: %s)" % (name, res[name], base), flush=True)
+            print("[fhn demo]   %s %s = %.4f (random: %s)" % (MODEL, name, res[name], base),
+                  flush=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(rows, f, indent=2)
     auc = [r["value"] for r in rows if r["metric"] == "mean_auc"][0]
-    print("[fhn demo] done in %.1f s; mean AUC %.3f; summary: %s"
-          % (time.time() - t0, auc, os.path.join(out, "summary.json")), flush=True)
+    print("[fhn demo] done in %.1f s; %s mean AUC %.3f; summary: %s"
+          % (time.time() - t0, MODEL, auc, os.path.join(out, "summary.json")), flush=True)
     if auc <= 0.6:
         print("[fhn demo] warning: AUC is not clearly above 0.5", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write a tiny Polyvore-U-shaped dataset: `make_demo_data.py OUT_DIR` -> OUT_DIR/data/polyvore/...
 
-Each user prefers one style (colour + pattern); items are synthetic 291x291 product
-images (category shape x style pattern). Layout as spec section 3: tuples_N/image_list_*,
+Each user prefers one style (a colour); items are synthetic 291x291 product images
+(style colour over the whole photo x category silhouette and pattern). Layout as spec section 3: tuples_N/image_list_*,
 tuples_{train,val,test}_{posi,nega}, fill_in_blank_test, images/291x291, images/lmdb
 (built with scripts/build_polyvore.py), sentence_vector/semantic.pkl.
 """
@@ -20,8 +20,9 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 CATES = ["top", "bottom", "shoe"]
-COLOURS = [(200, 30, 30), (30, 60, 200), (30, 160, 60), (230, 180, 20), (140, 40, 160),
-           (20, 170, 170), (120, 80, 40), (40, 40, 40)]
+# one colour per style, far apart in hue and brightness: even a randomly initialised CNN
+# (no ImageNet weights offline) maps them to clearly different features
+COLOURS = [(225, 25, 25), (20, 40, 210), (245, 245, 235), (20, 20, 20), (250, 210, 0), (0, 150, 60)]
 
 
 def item_name(cate, idx, style):
@@ -29,36 +30,27 @@ def item_name(cate, idx, style):
 
 
 def draw_item(cate, style, rng, size=291):
-    """Style = colour + pattern over the whole product photo; category = silhouette shape."""
+    """Style = colour of the whole photo (large flat regions); category = silhouette + its pattern."""
     colour = COLOURS[style % len(COLOURS)]
-    img = Image.new("RGB", (size, size), colour)
+    backdrop = tuple(int(0.8 * c + 0.2 * 255) for c in colour)
+    shade = tuple(int(0.6 * c + 0.4 * 128) for c in colour)
+    img = Image.new("RGB", (size, size), backdrop)
     d = ImageDraw.Draw(img)
-    pattern = style % 4
-    light = tuple(min(255, c + 90) for c in colour)
-    dark = tuple(max(0, c - 90) for c in colour)
-    for k in range(0, size, 24):
-        if pattern == 0:  # vertical stripes
-            d.rectangle([k, 0, k + 9, size], fill=light)
-        elif pattern == 1:  # dots
-            for m in range(0, size, 24):
-                d.ellipse([k + 4, m + 4, k + 14, m + 14], fill=light)
-        elif pattern == 2:  # horizontal stripes
-            d.rectangle([0, k, size, k + 9], fill=dark)
-        else:  # checks
-            for m in range(0, size, 48):
-                d.rectangle([k, m + (k // 24 % 2) * 24, k + 23, m + 23 + (k // 24 % 2) * 24], fill=dark)
-    jitter = int(rng.integers(-12, 13))
-    outline = (255, 255, 255)
-    if cate == 0:  # top: torso + sleeves
-        d.polygon([(90 + jitter, 80), (200 + jitter, 80), (250 + jitter, 140), (225 + jitter, 160),
-                   (200 + jitter, 130), (200 + jitter, 230), (90 + jitter, 230), (90 + jitter, 130),
-                   (65 + jitter, 160), (40 + jitter, 140)], outline=outline, width=6)
-    elif cate == 1:  # bottom: two legs
-        d.polygon([(100 + jitter, 40), (190 + jitter, 40), (200 + jitter, 260), (155 + jitter, 260),
-                   (145 + jitter, 120), (135 + jitter, 260), (90 + jitter, 260)], outline=outline, width=6)
-    else:  # shoe: low wide shape
-        d.polygon([(60 + jitter, 120), (110 + jitter, 120), (120 + jitter, 170), (240 + jitter, 190),
-                   (240 + jitter, 215), (60 + jitter, 215)], outline=outline, width=6)
+    j = int(rng.integers(-10, 11))  # position jitter
+    if cate == 0:  # top: torso + sleeves, horizontal bands
+        d.polygon([(70 + j, 40), (220 + j, 40), (285 + j, 120), (245 + j, 150), (220 + j, 115),
+                   (220 + j, 270), (70 + j, 270), (70 + j, 115), (45 + j, 150), (5 + j, 120)],
+                  fill=colour)
+        for k in range(80, 260, 60):
+            d.rectangle([70 + j, k, 220 + j, k + 12], fill=shade)
+    elif cate == 1:  # bottom: two legs, a waistband
+        d.polygon([(60 + j, 10), (230 + j, 10), (245 + j, 285), (165 + j, 285), (145 + j, 110),
+                   (125 + j, 285), (45 + j, 285)], fill=colour)
+        d.rectangle([60 + j, 10, 230 + j, 30], fill=shade)
+    else:  # shoe: low wide shape, a sole
+        d.polygon([(20 + j, 60), (120 + j, 60), (135 + j, 140), (280 + j, 170), (280 + j, 250),
+                   (20 + j, 250)], fill=colour)
+        d.rectangle([20 + j, 235, 280 + j, 255], fill=shade)
     return img
 
 
