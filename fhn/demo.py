@@ -30,12 +30,12 @@ NET = dict(name="FashionNet", num_users=4, dim=16, backbone="alexnet", hash_type
 MODEL = "FHN-T3"
 
 
-def demo_configs(epochs=4):
+def demo_configs(epochs=5):
     """FHN-T3 configs with the original keys (cfg/train/FHN_T3_630_Adam.yaml), tiny sizes.
 
     Adam as in that config, with larger learning rates for the user codes, the encoders and
     the matching weights ([0.1, 1e-4, 3e-3, 0.01] instead of [0.01, 1e-4, 1e-4, 1e-3]): a
-    random backbone and 16 steps need them. No `.solver` file (save_solver false): the demo
+    random backbone and 20 steps need them. No `.solver` file (save_solver false): the demo
     does not resume and the Adam state of AlexNet is ~1 GB per epoch.
     """
     model = "checkpoints/fashion_hash_net_t3_demo"
@@ -80,7 +80,7 @@ def run(cmd, cwd, log):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out_dir)
     os.makedirs(out, exist_ok=True)
