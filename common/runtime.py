@@ -123,7 +123,10 @@ def barrier():
 
 
 def cleanup_distributed():
+    """Leave the process group together: a rank exiting while a peer is still talking to it can
+    make gloo abort the process ("terminate called without an active exception")."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()
 
 

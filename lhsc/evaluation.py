@@ -22,7 +22,7 @@ import torch
 from common.checkpoint import CheckpointError, load_checkpoint
 from common.metrics import recall_at_k
 from common.results import save_scores, write_results
-from common.runtime import all_gather_cat, init_distributed, is_main_process
+from common.runtime import all_gather_cat, cleanup_distributed, init_distributed, is_main_process
 from common.vocab import Vocabulary, deserialize_vocab
 from lhsc.data import DataError, get_test_loader
 from lhsc.model import N_REGIONS, architecture, build_model
@@ -409,6 +409,7 @@ def main(argv=None):
             write_results(args.out_json, metrics, 'lhsc', argv=argv,
                           checkpoint=[model_path] + list(extra or []), data_path=args.data_path,
                           extra={'split': args.split, 'fold5': args.fold5})
+    cleanup_distributed()  # leaving gloo's threads running aborts the process at exit
     return metrics
 
 

@@ -62,6 +62,8 @@ WORKER = textwrap.dedent('''
     if info.rank == 0:
         torch.save({{'loss': loss.item(), 'sims': sims.detach(), 'grads': [p.grad.clone() for p in model.params],
                     'eval_sims': eval_sims, 'world': info.world_size}}, out)
+    from common.runtime import cleanup_distributed
+    cleanup_distributed()  # exiting with gloo's threads alive can abort ("terminate called ...")
 ''')
 
 
