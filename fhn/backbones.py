@@ -60,17 +60,7 @@ class AlexNet(nn.Module):
 
     def load_pretrained(self, state_dict):
         """torchvision AlexNet weights: FC weights reshaped to convs, classifier.6 dropped."""
-        own_state = self.state_dict()
-        with torch.no_grad():
-            for key, param in state_dict.items():
-                if key in own_state:
-                    own_param = own_state[key]
-                    if param.shape == own_param.shape:
-                        own_param.copy_(param)
-                    else:
-                        own_param.copy_(param.view_as(own_param))
-                else:
-                    LOGGER.info("Weight %s is dropped.", key)
+        copy_matching_weights(self, state_dict)
 
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -184,17 +174,19 @@ class ResNet(nn.Module):
         pass
 
     def load_pretrained(self, state_dict):
-        own_state = self.state_dict()
-        with torch.no_grad():
-            for key, param in state_dict.items():
-                if key in own_state:
-                    own_param = own_state[key]
-                    if param.shape == own_param.shape:
-                        own_param.copy_(param)
-                    else:
-                        own_param.copy_(param.reshape(own_param.shape))
-                else:
-                    LOGGER.info("Weight %s is dropped.", key)
+        copy_matching_weights(self, state_dict)
+
+
+def copy_matching_weights(module, state_dict):
+    """Copy every weight whose key exists in `module` (reshaped when only the shape differs, as
+    upstream does for FC-as-conv layers); log the ones dropped."""
+    own_state = module.state_dict()
+    with torch.no_grad():
+        for key, param in state_dict.items():
+            if key in own_state:
+                own_state[key].copy_(param.reshape(own_state[key].shape))
+            else:
+                LOGGER.info("Weight %s is dropped.", key)
 
 
 RESNET_LAYERS = {
