@@ -4,8 +4,9 @@
 
 At default sizes (E=1024, S=256, 36 regions) on one random model and one set of random
 embeddings, it times upstream's per-caption loop (the reference, `--reference` in evaluation.py)
-and the vectorised pass at a few memory budgets, checks the matrices agree, and compares the
-pass's achieved GFLOP/s with a plain large float32 matmul timed in the same run.
+and the vectorised pass at a few memory budgets with each GEMM backend (`--gemm`: oneDNN,
+torch's MKL), checks the matrices agree, and compares the pass's achieved GFLOP/s with the best
+plain large float32 matmul of either backend timed in the same run (the machine's throughput).
 FLOPs per (image, caption of n words): n * (4*36*E + 2*E*S) + 2*E*S  (~8.6 MFLOP at n = 12).
 The last line reads: speedup <ratio>x max|d| <value> efficiency <percent>%
 """
@@ -21,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from lhsc import gemm as gemms
 from lhsc.evaluation import shard_attn_scores
 from lhsc.model import build_model
 from lhsc.opts import build_parser
@@ -32,16 +34,16 @@ def pass_flops(cap_lens, n_images, embed, sim_dim, n_regions=36):
     return float(per_pair.sum() * n_images)
 
 
-def matmul_gflops(device, size=2048, min_seconds=3.0):
+def matmul_gflops(device, gemm, size=2048, min_seconds=3.0):
     """Sustained float32 matmul throughput: total FLOPs / total time over >= min_seconds (on a
     shared, time-sliced machine a best-of-few short timing would overstate what a long pass gets)."""
     a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    torch.matmul(a, b)
+    b = gemm.pack(torch.randn(size, size, device=device))
+    gemm.linear(a, b)
     sync(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < min_seconds:
-        torch.matmul(a, b)
+        gemm.linear(a, b)
         count += 1
     sync(device)
     return 2 * size ** 3 * count / (time.perf_counter() - start) / 1e9
@@ -50,15 +52,6 @@ def matmul_gflops(device, size=2048, min_seconds=3.0):
 def sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
-
-
-def timed(fn, repeats):
-    best, out = float('inf'), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def training_samples_per_s(opt, device, batch_size, steps):
@@ -89,9 +82,11 @@ def main(argv=None):
     parser.add_argument('--head', default='LHSC', choices=['LHSC', 'SAF', 'SGR'])
     parser.add_argument('--threads', default=1, type=int, help='torch CPU threads')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--max_mem', default=[64, 256, 2048], type=float, nargs='+',
+    parser.add_argument('--max_mem', default=[64, 256], type=float, nargs='+',
                         help='memory budgets (MiB) of the vectorised pass to time')
-    parser.add_argument('--repeats', default=2, type=int)
+    parser.add_argument('--gemm', default=list(gemms.CHOICES), nargs='+', choices=gemms.CHOICES,
+                        help='GEMM backends of the vectorised pass to time (lhsc/gemm.py)')
+    parser.add_argument('--repeats', default=3, type=int, help='rounds over all methods (best time of each)')
     parser.add_argument('--skip_reference', action='store_true', help='(GPU, large sizes) no loop')
     parser.add_argument('--train_batch', default=32, type=int)
     parser.add_argument('--train_steps', default=2, type=int)
@@ -119,26 +114,43 @@ def main(argv=None):
           'device=%s threads=%d' % (args.n_images, args.n_captions, np.mean(cap_lens), args.embed_size,
                                     args.sim_dim, args.head, device, args.threads))
     print('%.1f GFLOP in total (%.2f MFLOP per pair)' % (flops / 1e9, flops / 1e6 / args.n_images / args.n_captions))
-    peak = matmul_gflops(device)
-    rows = [('plain float32 matmul 2048^3 (sustained)', None, peak, None)]
+    backends = {name: gemms.select(name, device) for name in args.gemm}
+    peaks = {b.name: matmul_gflops(device, b) for b in set(backends.values())}
+    peak = max(peaks.values())
+    rows = [('plain float32 matmul 2048^3, %s' % name, None, gflops, None) for name, gflops in sorted(peaks.items())]
 
-    reference = None
+    methods = []  # (label, gemm or None for the reference loop, max_mem)
     if not args.skip_reference:
-        t_ref, reference = timed(lambda: shard_attn_scores(model, img, cap, cap_lens, reference=True,
-                                                           progress=False), 1)
-        rows.append(('per-caption loop (upstream, reference)', t_ref, flops / t_ref / 1e9, 0.0))
-    best = None
-    for budget in args.max_mem:
-        t, sims = timed(lambda: shard_attn_scores(model, img, cap, cap_lens, shard_size=100,
-                                                  max_mem=budget, progress=False), args.repeats)
-        diff = float(np.abs(sims - reference).max()) if reference is not None else float('nan')
-        rows.append(('vectorised, max_mem %g MiB' % budget, t, flops / t / 1e9, diff))
-        if best is None or t < best[0]:
-            best = (t, diff)
+        methods.append(('per-caption loop (upstream, reference)', None, None))
+    for name in args.gemm:
+        for budget in args.max_mem:
+            methods.append(('vectorised, %s GEMM, max_mem %g MiB' % (backends[name].name, budget), name, budget))
 
-    print('%-42s %10s %10s %12s %10s' % ('method', 'seconds', 'GFLOP/s', 'vs matmul', 'max|d|'))
+    def run(gemm, budget):
+        if gemm is None:
+            return shard_attn_scores(model, img, cap, cap_lens, reference=True, progress=False)
+        return shard_attn_scores(model, img, cap, cap_lens, shard_size=100, max_mem=budget, progress=False, gemm=gemm)
+
+    # rounds over all methods, best time of each: slow drifts of a shared machine hit all alike
+    seconds, outputs = {}, {}
+    for _ in range(args.repeats):
+        for label, gemm, budget in methods:
+            start = time.perf_counter()
+            outputs[label] = run(gemm, budget)
+            seconds[label] = min(seconds.get(label, float('inf')), time.perf_counter() - start)
+    reference = None if args.skip_reference else outputs[methods[0][0]]
+    best = None
+    for label, gemm, budget in methods:
+        t = seconds[label]
+        diff = float(np.abs(outputs[label] - reference).max()) if reference is not None else float('nan')
+        rows.append((label, t, flops / t / 1e9, diff))
+        if gemm is not None and (best is None or t < best[0]):
+            best = (t, diff)
+    t_ref = None if args.skip_reference else seconds[methods[0][0]]
+
+    print('%-46s %10s %10s %12s %10s' % ('method', 'seconds', 'GFLOP/s', 'vs matmul', 'max|d|'))
     for name, seconds, gflops, diff in rows:
-        print('%-42s %10s %10.2f %11.1f%% %10s' % (
+        print('%-46s %10s %10.2f %11.1f%% %10s' % (
             name, '-' if seconds is None else '%.3f' % seconds, gflops, 100 * gflops / peak,
             '-' if diff is None else '%.2e' % diff))
 
@@ -149,7 +161,7 @@ def main(argv=None):
     print('training (default sizes, batch %d, %s): %.2f samples/s' % (args.train_batch, device, sps))
 
     t_best, diff = best
-    speedup = rows[1][1] / t_best if reference is not None else float('nan')
+    speedup = t_ref / t_best if reference is not None else float('nan')
     efficiency = 100 * flops / t_best / 1e9 / peak
     print('speedup %.2fx max|d| %.2e efficiency %.1f%%' % (speedup, diff, efficiency))
 

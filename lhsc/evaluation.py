@@ -5,7 +5,8 @@
 
 Defaults reproduce upstream's `__main__` (evalrank(<model_best>, data_path, split="test",
 fold5=False)) and its printed lines. The similarity pass is vectorised and chunked to a memory
-budget (`--shard_size`, `--max_mem`); `--reference` runs upstream's per-caption loop instead.
+budget (`--shard_size`, `--max_mem`), its CPU matrix products through oneDNN (`--gemm`, see
+lhsc/gemm.py); `--reference` runs upstream's per-caption loop instead.
 """
 import os
 import sys
@@ -24,6 +25,7 @@ from common.metrics import recall_at_k
 from common.results import save_scores, write_results
 from common.runtime import all_gather_cat, cleanup_distributed, init_distributed, is_main_process
 from common.vocab import Vocabulary, deserialize_vocab
+from lhsc import gemm as gemms
 from lhsc.data import DataError, get_test_loader
 from lhsc.model import N_REGIONS, architecture, build_model
 
@@ -64,9 +66,10 @@ def encode_data(model, data_loader, log_step=10, logging=print, image_step=5):
 
 # ----------------------------------------------------------------------------- similarity pass
 
-def bytes_per_image_word(embed_size, sim_dim, n_regions=N_REGIONS):
-    """Peak float32 bytes the vectorised pass keeps alive per (image, caption word)."""
-    return 4 * (3 * embed_size + 3 * n_regions + 3 * sim_dim)
+def bytes_per_image_word(embed_size, sim_dim, n_regions=N_REGIONS, per_image=False):
+    """Peak float32 bytes the vectorised pass keeps alive per (image, caption word). per_image
+    (oneDNN path): the E-wide difference exists for one image at a time (a few MiB, not counted)."""
+    return 4 * ((0 if per_image else 3 * embed_size) + 3 * n_regions + 3 * sim_dim)
 
 
 def caption_chunks(cap_lens, n_images, max_mem_mib, per_word_bytes):
@@ -86,7 +89,7 @@ def caption_chunks(cap_lens, n_images, max_mem_mib, per_word_bytes):
     return chunks
 
 
-TILE_WORDS = 256  # caption words per image tile the chunker aims for
+TILE_WORDS = {False: 256, True: 512}  # caption words per image tile the chunker aims for, by gemm.per_image
 
 
 def default_max_mem(device):
@@ -96,17 +99,19 @@ def default_max_mem(device):
 
 
 def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=100,
-                      max_mem=None, reference=False, progress=True):
+                      max_mem=None, reference=False, progress=True, gemm='onednn'):
     """(N_img, N_cap) float64 similarities. Image shards of `shard_size` (split across ranks
     under torchrun, then gathered); within a shard the vectorised pass runs over length-sorted
     caption chunks of at most `max_mem` MiB. reference=True: upstream's per-caption loop over
-    100-caption shards (evaluation.py shard_attn_scores)."""
+    100-caption shards (evaluation.py shard_attn_scores). gemm: 'onednn' (CPU float32 products
+    through oneDNN, lhsc/gemm.py) or 'torch'."""
     n_img, n_cap = len(img_embs), len(cap_embs)
     device = model.device
     if max_mem is None:
         max_mem = default_max_mem(device)
     sim_enc = model.sim_enc
     sim_enc.eval()
+    products = gemms.select(gemm, device)
     embed, sim_dim = cap_embs.shape[-1], sim_enc.sim_tranloc_w.out_features
     world, rank = 1, 0
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -118,7 +123,7 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
         if not reference:  # eval mode: per-caption global vectors are computed once, not per shard
             cap_glo = torch.cat([sim_enc.caption_globals(
                 torch.from_numpy(np.ascontiguousarray(cap_embs[k:k + 1000])).float().to(device),
-                cap_lens[k:k + 1000]) for k in range(0, n_cap, 1000)])
+                cap_lens[k:k + 1000], gemm=products) for k in range(0, n_cap, 1000)])
         for i in range(rank, n_im_shard, world):
             im_start, im_end = shard_size * i, min(shard_size * (i + 1), n_img)
             im = torch.from_numpy(np.ascontiguousarray(img_embs[im_start:im_end])).float().to(device)
@@ -129,17 +134,18 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
                     ca = torch.from_numpy(np.ascontiguousarray(cap_embs[ca_start:ca_end])).float().to(device)
                     block[:, ca_start:ca_end] = sim_enc.forward_loop(im, ca, cap_lens[ca_start:ca_end]).cpu().numpy()
             else:
-                img_glo = sim_enc.image_globals(im)
-                per_word = bytes_per_image_word(embed, sim_dim)
+                img_glo = sim_enc.image_globals(im, products)
+                per_word = bytes_per_image_word(embed, sim_dim, per_image=products.per_image)
                 # tiles of a few images x many caption words: cache-sized, GEMM-friendly shapes
-                tile = max(1, min(len(im), int(max_mem * 2 ** 20 / (per_word * TILE_WORDS))))
+                tile = max(1, min(len(im), int(max_mem * 2 ** 20 / (per_word * TILE_WORDS[products.per_image]))))
                 for t in range(0, len(im), tile):
+                    side = sim_enc.image_side(im[t:t + tile], products, img_glo=img_glo[t:t + tile])
                     for chunk in caption_chunks(cap_lens, min(tile, len(im) - t), max_mem, per_word):
                         lens = [cap_lens[j] for j in chunk]
                         ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
                         index = torch.as_tensor(chunk, device=device)
-                        block[t:t + tile, chunk] = sim_enc(im[t:t + tile], ca, lens, img_glo=img_glo[t:t + tile],
-                                                           cap_glo=cap_glo[index]).double().cpu().numpy()
+                        block[t:t + tile, chunk] = sim_enc(im[t:t + tile], ca, lens, cap_glo=cap_glo[index],
+                                                           image_side=side).double().cpu().numpy()
             if progress:
                 sys.stdout.write('\r>> shard_attn_scores batch (%d,%d)' % (i, n_im_shard - 1))
                 sys.stdout.flush()
@@ -309,7 +315,7 @@ def load_model(model_path, data_path=None, vocab_path=None, device='cpu'):
 # ----------------------------------------------------------------------------- evalrank
 
 def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=None, device='cpu',
-             shard_size=100, max_mem=None, reference=False, ensemble=None, fold_images=1000):
+             shard_size=100, max_mem=None, reference=False, ensemble=None, fold_images=1000, gemm='onednn'):
     """Upstream evalrank; returns (metrics dict, sims). `ensemble`: extra checkpoint paths whose
     similarity matrices are averaged with this one's (SGRAF = mean of its SAF and SGR models)."""
     paths = [model_path] + list(ensemble or [])
@@ -334,7 +340,7 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
         for model, img_embs, cap_embs, cap_lens in encoded:
             s = shard_attn_scores(model, img_embs[img_sel], cap_embs[cap_sel], cap_lens[cap_sel],
                                   shard_size=shard_size, max_mem=max_mem, reference=reference,
-                                  progress=is_main_process())
+                                  progress=is_main_process(), gemm=gemm)
             sims = s if sims is None else sims + s
         print("calculate similarity time:", time.time() - start)
         return sims / len(encoded)
@@ -385,6 +391,9 @@ def build_parser():
                         help='MiB per similarity chunk (default: 64 on CPU, 2048 on CUDA)')
     parser.add_argument('--reference', action='store_true',
                         help="use upstream's per-caption loop (slow) instead of the vectorised pass")
+    parser.add_argument('--gemm', default='onednn', choices=gemms.CHOICES,
+                        help='CPU float32 matrix products of the vectorised pass: oneDNN (AVX-512 where '
+                             "the CPU has it) or torch's (MKL); CUDA always uses torch's")
     return parser
 
 
@@ -401,7 +410,7 @@ def main(argv=None):
     print(time.strftime("%Y-%m-%d  %H:%M:%S", time.localtime()))
     metrics, sims = evalrank(model_path, data_path=args.data_path, split=args.split, fold5=args.fold5,
                              vocab_path=args.vocab_path, device=info.device, shard_size=args.shard_size,
-                             max_mem=args.max_mem, reference=args.reference, ensemble=extra)
+                             max_mem=args.max_mem, reference=args.reference, ensemble=extra, gemm=args.gemm)
     if info.is_main:
         if args.out_scores:
             save_scores(args.out_scores, sims)

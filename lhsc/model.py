@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from lhsc.gemm import TorchGemm
 from lhsc.libs.img_gcn import IM_GCN
 from lhsc.libs.text_atten import TextAttn
 
@@ -137,10 +138,13 @@ class VisualSA(nn.Module):
         self.embedding_common = nn.Sequential(nn.Linear(embed_dim, 1))
         xavier_init_(self)
 
-    def forward(self, local, raw_global):
-        l_emb = self.embedding_local(local)
-        g_emb = self.embedding_global(raw_global)
-        weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
+    def forward(self, local, raw_global, gemm=None):
+        if gemm is not None and not self.training and not torch.is_grad_enabled():
+            weights = _self_attention_logits(self, local, raw_global, gemm)
+        else:
+            l_emb = self.embedding_local(local)
+            g_emb = self.embedding_global(raw_global)
+            weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
         weights = torch.softmax(weights, dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
 
@@ -155,14 +159,32 @@ class TextSA(nn.Module):
         self.embedding_common = nn.Sequential(nn.Linear(embed_dim, 1))
         xavier_init_(self)
 
-    def forward(self, local, raw_global, mask=None):
-        l_emb = self.embedding_local(local)
-        g_emb = self.embedding_global(raw_global)
-        weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
+    def forward(self, local, raw_global, mask=None, gemm=None):
+        if gemm is not None and not self.training and not torch.is_grad_enabled():
+            weights = _self_attention_logits(self, local, raw_global, gemm)
+        else:
+            l_emb = self.embedding_local(local)
+            g_emb = self.embedding_global(raw_global)
+            weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
         if mask is not None:
             weights = weights.masked_fill(~mask, float('-inf'))
         weights = torch.softmax(weights, dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
+
+
+def _self_attention_logits(module, local, raw_global, gemm):
+    """Eval-mode logits (B, n) of VisualSA / TextSA with `gemm` products: w_c . (emb_l(x) *
+    emb_g(g)) + b_c as one product per item, without the (B, n, E) elementwise product.
+    emb_* = Linear [+ BatchNorm in eval: per-channel affine] + Tanh (Dropout is the identity)."""
+    def embed(seq, x):
+        linear = seq[0]
+        y = gemm.linear(x.reshape(-1, x.size(-1)), gemm.pack(linear.weight), linear.bias).view(x.shape)
+        if isinstance(seq[1], nn.BatchNorm1d):
+            y = seq[1](y)
+        return torch.tanh_(y)
+    common = module.embedding_common[0]
+    l_emb, g_emb = embed(module.embedding_local, local), embed(module.embedding_global, raw_global)
+    return torch.bmm(l_emb, (g_emb * common.weight).unsqueeze(2)).squeeze(2) + common.bias
 
 
 class GraphReasoning(nn.Module):
@@ -258,14 +280,21 @@ def _masked_words(cap_emb, lens):
     return cap_emb[:, :max_len, :] * word_mask.unsqueeze(-1).to(cap_emb.dtype), word_mask
 
 
+def _unit_rows(x):
+    """In-place l2norm over the last dim (upstream's l2norm: x / (|x| + 1e-8))."""
+    return x.div_(torch.linalg.vector_norm(x, dim=-1, keepdim=True).add_(1e-8))
+
+
 def SCAN_attention(query, context, smooth, eps=1e-8):
-    """Word-to-region attention (upstream form): query (B, n, d), context (B, 36, d) -> (B, n, d)."""
-    attn = torch.bmm(context, query.transpose(1, 2))             # (B, 36, n)
-    attn = F.leaky_relu(attn, 0.1)
-    attn = l2norm(attn, 2)                                        # over the words
-    attn = torch.softmax(attn.transpose(1, 2) * smooth, dim=2)   # (B, n, 36)
-    weighted = torch.bmm(attn, context)                           # (B, n, d)
-    return l2norm(weighted, dim=-1)
+    """Word-to-region attention: query (B, n, d), context (B, 36, d) -> (B, n, d). Upstream's op
+    sequence, its transposed copies and the transposed (non-contiguous) result included: this is
+    the reference loop's attention, and what it costs is the benchmark's baseline."""
+    attn = torch.bmm(context, query.transpose(1, 2))                          # (B, 36, n)
+    attn = l2norm(F.leaky_relu(attn, 0.1), 2)                                  # over the words
+    attn = torch.softmax(attn.transpose(1, 2).contiguous() * smooth, dim=2)    # (B, n, 36)
+    attn_t = attn.transpose(1, 2).contiguous()                                 # (B, 36, n)
+    weighted = torch.bmm(context.transpose(1, 2), attn_t)                      # (B, d, n)
+    return l2norm(weighted.transpose(1, 2), dim=-1)
 
 
 class EncoderSimilarity(nn.Module):
@@ -324,68 +353,117 @@ class EncoderSimilarity(nn.Module):
         return torch.cat(sim_all, 1)
 
     # ---- vectorised pass over (images x captions x words) ----
-    def image_globals(self, img_emb):
+    def image_globals(self, img_emb, gemm=None):
         """VisualSA global image vectors (Ni, E); per image in eval mode, so computable once."""
-        return self.v_global_w(img_emb, torch.mean(img_emb, 1))
+        return self.v_global_w(img_emb, torch.mean(img_emb, 1), gemm=gemm)
 
-    def caption_globals(self, cap_emb, cap_lens):
+    def caption_globals(self, cap_emb, cap_lens, gemm=None):
         """TextSA global caption vectors (Nc, E) over each caption's own words."""
         lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
         cap, word_mask = _masked_words(cap_emb, lens)
         cap_ave = cap.sum(1) / lens.unsqueeze(1).to(cap.dtype)
-        return self.t_global_w(cap, cap_ave, mask=word_mask)
+        return self.t_global_w(cap, cap_ave, mask=word_mask, gemm=gemm)
 
-    def forward(self, img_emb, cap_emb, cap_lens, img_glo=None, cap_glo=None):
-        """(Ni, Nc) scores. img_glo / cap_glo: precomputed image_globals / caption_globals."""
-        n_img, n_reg, dim = img_emb.shape
+    def image_side(self, img_emb, gemm=None, img_glo=None):
+        """What the inference pass needs of a tile of images, computed once and reused for every
+        caption chunk: global vectors, 36x36 Gram matrices and (oneDNN) packed region matrices."""
+        gemm = gemm or TorchGemm
+        side = {'emb': img_emb, 'gemm': gemm,
+                'glo': self.image_globals(img_emb, gemm) if img_glo is None else img_glo,
+                'gram': torch.bmm(img_emb, img_emb.transpose(1, 2))}                       # (Ni, 36, 36)
+        side['tranloc'], side['tranglo'] = gemm.pack(self.sim_tranloc_w.weight), gemm.pack(self.sim_tranglo_w.weight)
+        if gemm.per_image:
+            side['regions'] = gemm.pack(img_emb.reshape(-1, img_emb.size(-1)))               # (Ni*36, E)
+            side['regions_t'] = [gemm.pack(regions.t()) for regions in img_emb]              # Ni x (E, 36)
+        return side
+
+    def forward(self, img_emb, cap_emb, cap_lens, img_glo=None, cap_glo=None, gemm=None, image_side=None):
+        """(Ni, Nc) scores. img_glo / cap_glo: precomputed image_globals / caption_globals.
+        Inference only: gemm, the lhsc.gemm products to use (default torch's), or image_side,
+        the tile's precomputed `image_side` (which fixes the products)."""
         lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
         cap, word_mask = _masked_words(cap_emb, lens)                                       # exact zeros
-        n_cap, max_len = cap.shape[:2]
-        if img_glo is None:
-            img_glo = self.image_globals(img_emb)                                           # (Ni, E)
+        if torch.is_grad_enabled():  # upstream's order of the dropout draws: images, then captions
+            if img_glo is None:
+                img_glo = self.image_globals(img_emb)                                       # (Ni, E)
+            if cap_glo is None:
+                cap_glo = self.caption_globals(cap, lens)                                    # (Nc, E)
+            sim_loc = self._local_alignments_train(img_emb, cap)
+            sim_glo = self.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2))
+            return self._head_scores(l2norm(sim_glo, dim=-1), sim_loc, word_mask)
+        side = image_side if image_side is not None else self.image_side(img_emb, gemm, img_glo)
         if cap_glo is None:
-            cap_glo = self.caption_globals(cap, lens)                                        # (Nc, E)
+            cap_glo = self.caption_globals(cap, lens, gemm=side['gemm'])
+        sim_glo = torch.pow(side['glo'].unsqueeze(1) - cap_glo.unsqueeze(0), 2)             # (Ni, Nc, E)
+        sim_glo = side['gemm'].linear(sim_glo.view(-1, sim_glo.size(-1)), side['tranglo'], self.sim_tranglo_w.bias)
+        sim_glo = l2norm(sim_glo.view(img_emb.size(0), cap.size(0), -1), dim=-1)             # (Ni, Nc, S)
+        return self._inference_scores(side, cap, word_mask, sim_glo)
 
-        # SCAN attention for every (image, caption, word): padded words give exact zeros before
-        # the l2norm over words, so that norm equals the one over the caption's own words.
-        attn = torch.matmul(img_emb.reshape(n_img * n_reg, dim), cap.reshape(n_cap * max_len, dim).t())
-        attn = F.leaky_relu(attn.view(n_img, n_reg, n_cap, max_len), 0.1)
-        attn = l2norm(attn, dim=3)
-        attn = torch.softmax(attn.permute(0, 2, 3, 1) * 9.0, dim=3)                         # (Ni, Nc, L, 36)
-        attn = attn.reshape(n_img, n_cap * max_len, n_reg)
-        if torch.is_grad_enabled():
-            context = l2norm(torch.bmm(attn, img_emb), dim=-1).view(n_img, n_cap, max_len, dim)
-            sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
-            del context
-            sim_loc = l2norm(self.sim_tranloc_w(sim_loc), dim=-1)                           # (Ni, Nc, L, S)
-        else:
-            sim_loc = self._local_alignments_inference(attn, img_emb, cap)
-        del attn
-        sim_glo = torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)
-        sim_glo = l2norm(self.sim_tranglo_w(sim_glo), dim=-1)                               # (Ni, Nc, S)
-
+    def _head_scores(self, sim_glo, sim_loc, word_mask):
+        """Scores (Ni, Nc) from the global (Ni, Nc, S) and local (Ni, Nc, L, S) alignments."""
         if self.head == 'SGR':
             sim_vec = self._sgr(sim_glo, sim_loc, word_mask)
         else:
             sim_vec = self._saf(sim_glo, sim_loc, word_mask)
         return self.sigmoid(self.sim_eval_w(sim_vec)).squeeze(-1)
 
-    def _local_alignments_inference(self, attn, img_emb, cap):
-        """l2norm(W((l2norm(attn @ V) - q)^2)) with fewer passes over the largest tensor.
+    @staticmethod
+    def _word_region_attention(side, cap):
+        """SCAN attention weights (Ni, Nc*L, 36) of every (image, caption word) over the regions.
+        Padded words are exact zeros, so the l2norm over a caption's words ignores them."""
+        img_emb, gemm = side['emb'], side['gemm']
+        n_img, n_reg, dim = img_emb.shape
+        n_cap, max_len = cap.shape[:2]
+        if gemm.per_image:  # words x (images*regions) in one product, then into (Ni, words, 36)
+            attn = gemm.linear(cap.reshape(n_cap * max_len, dim), side['regions'])
+            attn = l2norm(F.leaky_relu(attn.view(n_cap, max_len, n_img, n_reg), 0.1), dim=1)
+            attn = torch.softmax(attn * 9.0, dim=3)
+            return attn.permute(2, 0, 1, 3).reshape(n_img, n_cap * max_len, n_reg)
+        attn = torch.matmul(img_emb.reshape(n_img * n_reg, dim), cap.reshape(n_cap * max_len, dim).t())
+        attn = l2norm(F.leaky_relu(attn.view(n_img, n_reg, n_cap, max_len), 0.1), dim=3)
+        attn = torch.softmax(attn.permute(0, 2, 3, 1) * 9.0, dim=3)                         # (Ni, Nc, L, 36)
+        return attn.reshape(n_img, n_cap * max_len, n_reg)
+
+    def _local_alignments_train(self, img_emb, cap):
+        """l2norm(W((l2norm(attn @ V) - q)^2)) (Ni, Nc, L, S) in upstream's order, for autograd."""
+        attn = self._word_region_attention({'emb': img_emb, 'gemm': TorchGemm}, cap)
+        context = l2norm(torch.bmm(attn, img_emb), dim=-1).view(img_emb.size(0), cap.size(0), cap.size(1), -1)
+        del attn
+        sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
+        del context
+        return l2norm(self.sim_tranloc_w(sim_loc), dim=-1)
+
+    def _inference_scores(self, side, cap, word_mask, sim_glo):
+        """Scores (Ni, Nc) in eval mode; the local alignments l2norm(W((l2norm(attn @ V) - q)^2))
+        are computed with fewer passes over the largest tensors.
 
         |attn @ V|^2 = rowsum((attn @ G) * attn) with the 36x36 Gram matrix G = V V^T, so the
         context norm comes from the small attention weights; scaling the weights by 1/(|c|+eps)
-        and one bmm + in-place subtraction then give l2norm(context) - q.
+        and one product + subtraction then give l2norm(context) - q. With oneDNN products that
+        runs image by image, so the (words x E) difference stays in cache.
         """
+        attn = self._word_region_attention(side, cap)
+        img_emb, gemm = side['emb'], side['gemm']
         n_img, n_words, _ = attn.shape
-        gram = torch.bmm(img_emb, img_emb.transpose(1, 2))                                  # (Ni, 36, 36)
-        sq_norm = (torch.bmm(attn, gram) * attn).sum(-1, keepdim=True).clamp_(min=0)
-        attn = attn / sq_norm.sqrt_().add_(1e-8)
-        diff = torch.bmm(attn, img_emb).sub_(cap.reshape(1, n_words, -1))                  # c/|c| - q
-        sim_loc = self.sim_tranloc_w(diff.square_())
-        del diff
-        norm = torch.linalg.vector_norm(sim_loc, dim=-1, keepdim=True).add_(1e-8)
-        return sim_loc.div_(norm).view(n_img, cap.size(0), cap.size(1), -1)
+        n_cap, max_len = cap.shape[:2]
+        sq_norm = (torch.bmm(attn, side['gram']) * attn).sum(-1, keepdim=True).clamp_(min=0)
+        attn = attn.div_(sq_norm.sqrt_().add_(1e-8))
+        words = cap.reshape(n_words, -1)
+        if not gemm.per_image:
+            diff = torch.bmm(attn, img_emb).sub_(words.unsqueeze(0))                         # c/|c| - q
+            del attn
+            sim_loc = _unit_rows(self.sim_tranloc_w(diff.square_()))
+            del diff
+        else:
+            weight, bias = side['tranloc'], self.sim_tranloc_w.bias
+            sim_loc = attn.new_empty(n_img, n_words, bias.numel())
+            for i in range(n_img):  # (c/|c| - q)^2 (in one pass), projected, normalised while in cache
+                diff = F.mse_loss(gemm.linear(attn[i], side['regions_t'][i]), words, reduction='none')
+                proj = gemm.linear(diff, weight, bias)
+                del diff
+                sim_loc[i] = proj.div_(torch.linalg.vector_norm(proj, dim=-1, keepdim=True).add_(1e-8))
+            del attn
+        return self._head_scores(sim_glo, sim_loc.view(n_img, n_cap, max_len, -1), word_mask)
 
     def _saf(self, sim_glo, sim_loc, word_mask):
         saf = self.saf

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lhsc import gemm as gemms
 from lhsc.evaluation import caption_chunks, shard_attn_scores
 from lhsc.model import build_model
 
@@ -37,30 +38,32 @@ def random_embeddings(n_img, lens, dim=16, seed=0):
 HEADS = [('LHSC', 'SGR'), ('SGRAF', 'SAF'), ('SGRAF', 'SGR')]
 
 
+@pytest.mark.parametrize('gemm', gemms.CHOICES)
 @pytest.mark.parametrize('model,head', HEADS)
-def test_vectorised_equals_reference_in_eval(make_opt, model, head):
+def test_vectorised_equals_reference_in_eval(make_opt, model, head, gemm):
     wrapper = random_model(make_opt, model, head)
     wrapper.val_start()
     lens = [5, 1, 9, 3, 9, 2, 7, 4]
     img, cap = random_embeddings(6, lens)
     with torch.no_grad():
         reference = wrapper.sim_enc.forward_loop(img, cap, lens)
-        fast = wrapper.sim_enc(img, cap, lens)
+        fast = wrapper.sim_enc(img, cap, lens, gemm=gemms.select(gemm, 'cpu'))
     assert fast.shape == reference.shape == (6, 8)
     assert (fast - reference).abs().max().item() <= 1e-5
     assert reference.std().item() > 1e-3  # not a degenerate constant matrix
 
 
+@pytest.mark.parametrize('gemm', gemms.CHOICES)
 @pytest.mark.parametrize('model,head', HEADS)
 @pytest.mark.parametrize('shard_size,max_mem', [(1, 1e-9), (4, 1e-9), (7, 0.05), (100, 2048), (3, 0.02)])
-def test_sharded_chunked_pass_equals_reference(make_opt, model, head, shard_size, max_mem):
+def test_sharded_chunked_pass_equals_reference(make_opt, model, head, shard_size, max_mem, gemm):
     wrapper = random_model(make_opt, model, head)
     lens = [int(n) for n in np.random.RandomState(1).randint(1, 12, size=23)]
     img, cap = random_embeddings(10, lens, seed=2)
     img_np, cap_np = img.double().numpy(), cap.double().numpy()
     reference = shard_attn_scores(wrapper, img_np, cap_np, lens, reference=True, progress=False)
     fast = shard_attn_scores(wrapper, img_np, cap_np, lens, shard_size=shard_size, max_mem=max_mem,
-                             progress=False)
+                             progress=False, gemm=gemm)
     assert fast.dtype == np.float64 and fast.shape == (10, 23)
     assert np.abs(fast - reference).max() <= 1e-5
 
@@ -103,5 +106,23 @@ def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head)
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k   # running stats, caption by caption
     (ref * torch.arange(25.).view(5, 5)).sum().backward()
     (fast * torch.arange(25.).view(5, 5)).sum().backward()
-    for p, q in zip(loop_enc.parameters(), fast_enc.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-5)
+    # float32 rounding relative to the gradients' scale (some, e.g. biases in front of a softmax,
+    # are exactly zero in exact arithmetic: both sides hold only rounding noise there)
+    scale = max(p.grad.abs().max().item() for p in loop_enc.parameters())
+    assert scale > 1e-2
+    for (name, p), q in zip(loop_enc.named_parameters(), fast_enc.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6 * scale), name
+
+
+@pytest.mark.parametrize('gemm', gemms.CHOICES)
+def test_wide_embeddings_pass_equals_reference(make_opt, gemm):
+    """E=512, S=128: sizes where oneDNN / MKL pick their blocked AVX kernels, not tiny-case paths."""
+    torch.manual_seed(5)
+    wrapper = build_model(make_opt(model='LHSC', module_name='SAF', embed_size=512, sim_dim=128))
+    lens = [int(n) for n in np.random.RandomState(6).randint(3, 15, size=9)]
+    img, cap = random_embeddings(7, lens, dim=512, seed=7)
+    reference = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), lens, reference=True, progress=False)
+    fast = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), lens, shard_size=4, max_mem=0.5,
+                             progress=False, gemm=gemm)
+    assert np.abs(fast - reference).max() <= 1e-5
+    assert reference.std() > 1e-4
