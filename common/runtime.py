@@ -2,6 +2,8 @@
 determinism, AMP helpers that are no-ops on CPU, and DDP set-up from torchrun's environment."""
 import os
 import random
+import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +106,9 @@ def init_distributed(device_spec='auto'):
         device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # Import before the group exists: its `group=group.WORLD` defaults are evaluated at import
+        # and would otherwise pin the group (see cleanup_distributed).
+        import torch.distributed.nn.functional  # noqa: F401
         dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
                                 rank=rank, world_size=world_size)
     return DistInfo(rank, world_size, local_rank, True, device)
@@ -123,11 +128,62 @@ def barrier():
 
 
 def cleanup_distributed():
-    """Leave the process group together: a rank exiting while a peer is still talking to it can
-    make gloo abort the process ("terminate called without an active exception")."""
+    """Leave the process group together and free it while the interpreter is still alive.
+
+    Both steps avoid gloo aborting the process at exit ("terminate called without an active
+    exception", SIGABRT):
+    - barrier: a rank exiting while a peer is still talking to it can abort.
+    - freeing the group: ProcessGroupGloo's worker threads release a finished collective only
+      after waking the caller, and a barrier keeps weak references to the collectives still in
+      flight when it was issued, which postpones their destruction until the barrier itself is
+      released - on a worker thread, after barrier() has returned. Destroying tensors made in
+      Python needs the GIL; if the main thread has begun interpreter finalization by then,
+      Python (< 3.14) ends that thread with pthread_exit, whose forced unwind through a noexcept
+      destructor calls std::terminate. Dropping the last reference to the group joins those
+      threads now (the destructor runs without the GIL), so that nothing is left for finalization.
+      destroy_process_group() only drops torch's own references; see _drop_stale_group_defaults
+      for a reference torch itself leaks. Other holders (a DistributedDataParallel wrapper, a
+      stored dist.group.WORLD) keep the threads until they are freed: keep them local to main().
+    """
     if is_distributed():
         dist.barrier()
         dist.destroy_process_group()
+        _drop_stale_group_defaults()
+
+
+def _drop_stale_group_defaults():
+    """Reset function defaults that captured a ProcessGroup to None (= the default group).
+
+    torch.distributed.nn.functional evaluates `group=group.WORLD` at import. torch.optim imports
+    it (through torch._dynamo) when the first optimizer is built, i.e. usually after
+    init_process_group, so those defaults hold the live group and destroy_process_group() cannot
+    free it: its gloo threads then survive into interpreter shutdown (see cleanup_distributed).
+    init_distributed imports the module first; this catches groups made by other code.
+    Only type() is used to inspect objects: isinstance/getattr would trip deprecation warnings
+    of some module attributes (torch.distributed.reduce_op)."""
+    def is_group(value):
+        return issubclass(type(value), dist.ProcessGroup)
+
+    def clean(values):
+        return tuple(None if is_group(v) else v for v in values)
+
+    for name, module in list(sys.modules.items()):
+        if type(module) is not types.ModuleType or not (
+                name == 'torch.distributed' or name.startswith('torch.distributed.')):
+            continue
+        for obj in list(vars(module).values()):
+            candidates = [obj]
+            if issubclass(type(obj), type) and vars(obj).get('__module__') == name:
+                candidates = list(vars(obj).values())            # methods of the module's classes
+            for fn in candidates:
+                if type(fn) in (staticmethod, classmethod):
+                    fn = fn.__func__
+                while type(fn) is types.FunctionType:
+                    if fn.__defaults__ and any(is_group(v) for v in fn.__defaults__):
+                        fn.__defaults__ = clean(fn.__defaults__)
+                    if fn.__kwdefaults__ and any(is_group(v) for v in fn.__kwdefaults__.values()):
+                        fn.__kwdefaults__ = dict(zip(fn.__kwdefaults__, clean(fn.__kwdefaults__.values())))
+                    fn = vars(fn).get('__wrapped__')                 # functools.wraps decorators
 
 
 def distributed_sampler(dataset, shuffle=True, seed=0):

@@ -82,3 +82,40 @@ def test_ddp_two_gloo_processes_average_gradients_like_one_full_batch(tmp_path):
         assert rank['rows'] == [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]  # 1 row from rank 0, 2 from rank 1
     assert [r['main'] for r in ranks] == [True, False]
     assert sorted(ranks[0]['indices'] + ranks[1]['indices']) == list(range(10))
+
+
+EXIT_WORKER = '''
+import os, sys
+sys.path.insert(0, {repo!r})
+import torch
+import torch.distributed as dist
+from common.runtime import all_gather_cat, cleanup_distributed, init_distributed
+if sys.argv[2] == 'raw':            # a group made by other code than init_distributed
+    dist.init_process_group('gloo')
+info = init_distributed('cpu')
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])  # imports torch._dynamo after init
+all_gather_cat(torch.full((info.rank + 1, 2), float(info.rank)))
+cleanup_distributed()
+names = [open('/proc/self/task/%s/comm' % t).read().strip() for t in os.listdir('/proc/self/task')]
+with open(os.path.join(sys.argv[1], 'threads%d.txt' % info.rank), 'w') as f:
+    f.write(' '.join(names))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='lists threads through /proc')
+@pytest.mark.parametrize('init', ['init_distributed', 'raw'])
+def test_cleanup_distributed_frees_the_gloo_group(tmp_path, init):
+    """cleanup_distributed must join gloo's worker threads: when they outlive the script, a
+    finished collective they release during interpreter shutdown aborts the process (SIGABRT,
+    "terminate called without an active exception") - a race; the surviving threads are not."""
+    script = tmp_path / 'exit_worker.py'
+    script.write_text(EXIT_WORKER.format(repo=os.path.dirname(os.path.dirname(HERE))))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '0',
+           '--rdzv_backend', 'c10d', '--rdzv_endpoint', '127.0.0.1:0', str(script), str(tmp_path), init]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in range(2):
+        threads = (tmp_path / ('threads%d.txt' % rank)).read_text().split()
+        assert not [t for t in threads if 'gloo' in t], threads
