@@ -198,14 +198,26 @@ class GraphReasoning(nn.Module):
         self.relu = nn.ReLU()
         xavier_init_(self)
 
-    def forward(self, sim_emb, key_mask=None):
-        sim_query = self.graph_query_w(sim_emb)
-        sim_key = self.graph_key_w(sim_emb)
+    def forward(self, sim_emb, key_mask=None, gemm=None):
+        linear = _linear_with(gemm)
+        sim_query = linear(self.graph_query_w, sim_emb)
+        sim_key = linear(self.graph_key_w, sim_emb)
         edge = torch.matmul(sim_query, sim_key.transpose(-1, -2))
         if key_mask is not None:
             edge = edge.masked_fill(~key_mask.unsqueeze(-2), float('-inf'))
         edge = torch.softmax(edge, dim=-1)
-        return self.relu(self.sim_graph_w(torch.matmul(edge, sim_emb)))
+        return self.relu(linear(self.sim_graph_w, torch.matmul(edge, sim_emb)))
+
+
+def _linear_with(gemm):
+    """linear(module, x): module(x), or in inference the same product through `gemm` (lhsc.gemm)."""
+    if gemm is None or torch.is_grad_enabled():
+        return lambda module, x: module(x)
+
+    def linear(module, x):
+        y = gemm.linear(x.reshape(-1, x.size(-1)), gemm.pack(module.weight), module.bias)
+        return y.view(*x.shape[:-1], -1)
+    return linear
 
 
 class AttentionFiltration(nn.Module):
@@ -399,10 +411,10 @@ class EncoderSimilarity(nn.Module):
         sim_glo = l2norm(sim_glo.view(img_emb.size(0), cap.size(0), -1), dim=-1)             # (Ni, Nc, S)
         return self._inference_scores(side, cap, word_mask, sim_glo)
 
-    def _head_scores(self, sim_glo, sim_loc, word_mask):
+    def _head_scores(self, sim_glo, sim_loc, word_mask, gemm=None):
         """Scores (Ni, Nc) from the global (Ni, Nc, S) and local (Ni, Nc, L, S) alignments."""
         if self.head == 'SGR':
-            sim_vec = self._sgr(sim_glo, sim_loc, word_mask)
+            sim_vec = self._sgr(sim_glo, sim_loc, word_mask, gemm)
         else:
             sim_vec = self._saf(sim_glo, sim_loc, word_mask)
         return self.sigmoid(self.sim_eval_w(sim_vec)).squeeze(-1)
@@ -463,7 +475,7 @@ class EncoderSimilarity(nn.Module):
                 del diff
                 sim_loc[i] = proj.div_(torch.linalg.vector_norm(proj, dim=-1, keepdim=True).add_(1e-8))
             del attn
-        return self._head_scores(sim_glo, sim_loc.view(n_img, n_cap, max_len, -1), word_mask)
+        return self._head_scores(sim_glo, sim_loc.view(n_img, n_cap, max_len, -1), word_mask, gemm)
 
     def _saf(self, sim_glo, sim_loc, word_mask):
         saf = self.saf
@@ -475,11 +487,11 @@ class EncoderSimilarity(nn.Module):
         pooled = gate_glo.unsqueeze(-1) * sim_glo + torch.matmul(gate_loc.unsqueeze(-2), sim_loc).squeeze(-2)
         return l2norm(pooled / norm.unsqueeze(-1), dim=-1)
 
-    def _sgr(self, sim_glo, sim_loc, word_mask):
+    def _sgr(self, sim_glo, sim_loc, word_mask, gemm=None):
         nodes = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                                # (Ni, Nc, L+1, S)
         node_mask = torch.cat([torch.ones_like(word_mask[:, :1]), word_mask], 1)             # (Nc, L+1)
         for module in self.SGR_module:
-            nodes = module(nodes, key_mask=node_mask.unsqueeze(0))
+            nodes = module(nodes, key_mask=node_mask.unsqueeze(0), gemm=gemm)
         return nodes[:, :, 0, :]
 
 
