@@ -139,12 +139,7 @@ class VisualSA(nn.Module):
         xavier_init_(self)
 
     def forward(self, local, raw_global, gemm=None):
-        if gemm is not None and not self.training and not torch.is_grad_enabled():
-            weights = _self_attention_logits(self, local, raw_global, gemm)
-        else:
-            l_emb = self.embedding_local(local)
-            g_emb = self.embedding_global(raw_global)
-            weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
+        weights = _self_attention_logits(self, local, raw_global, gemm)
         weights = torch.softmax(weights, dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
 
@@ -160,25 +155,26 @@ class TextSA(nn.Module):
         xavier_init_(self)
 
     def forward(self, local, raw_global, mask=None, gemm=None):
-        if gemm is not None and not self.training and not torch.is_grad_enabled():
-            weights = _self_attention_logits(self, local, raw_global, gemm)
-        else:
-            l_emb = self.embedding_local(local)
-            g_emb = self.embedding_global(raw_global)
-            weights = self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
+        weights = _self_attention_logits(self, local, raw_global, gemm)
         if mask is not None:
             weights = weights.masked_fill(~mask, float('-inf'))
         weights = torch.softmax(weights, dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
 
 
-def _self_attention_logits(module, local, raw_global, gemm):
-    """Eval-mode logits (B, n) of VisualSA / TextSA with `gemm` products: w_c . (emb_l(x) *
-    emb_g(g)) + b_c as one product per item, without the (B, n, E) elementwise product.
-    emb_* = Linear [+ BatchNorm in eval: per-channel affine] + Tanh (Dropout is the identity)."""
+def _self_attention_logits(module, local, raw_global, gemm=None):
+    """Logits (B, n) of VisualSA / TextSA: embedding_common(emb_l(x) * emb_g(g)). In inference
+    with `gemm` products: w_c . (emb_l(x) * emb_g(g)) + b_c as one product per item, without the
+    (B, n, E) elementwise product; emb_* = Linear [+ BatchNorm in eval: per-channel affine] + Tanh
+    (Dropout is the identity)."""
+    if gemm is None or module.training or torch.is_grad_enabled():
+        l_emb = module.embedding_local(local)
+        g_emb = module.embedding_global(raw_global)
+        return module.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
+    linear = _linear_with(gemm)
+
     def embed(seq, x):
-        linear = seq[0]
-        y = gemm.linear(x.reshape(-1, x.size(-1)), gemm.pack(linear.weight), linear.bias).view(x.shape)
+        y = linear(seq[0], x)
         if isinstance(seq[1], nn.BatchNorm1d):
             y = seq[1](y)
         return torch.tanh_(y)
