@@ -416,14 +416,14 @@ class EncoderSimilarity(nn.Module):
         return self.sigmoid(self.sim_eval_w(sim_vec)).squeeze(-1)
 
     @staticmethod
-    def _word_region_attention(side, cap):
+    def _word_region_attention(img_emb, cap, gemm=TorchGemm, packed_regions=None):
         """SCAN attention weights (Ni, Nc*L, 36) of every (image, caption word) over the regions.
-        Padded words are exact zeros, so the l2norm over a caption's words ignores them."""
-        img_emb, gemm = side['emb'], side['gemm']
+        Padded words are exact zeros, so the l2norm over a caption's words ignores them.
+        packed_regions: gemm.pack(img_emb as (Ni*36, E)) when gemm.per_image."""
         n_img, n_reg, dim = img_emb.shape
         n_cap, max_len = cap.shape[:2]
         if gemm.per_image:  # words x (images*regions) in one product, then into (Ni, words, 36)
-            attn = gemm.linear(cap.reshape(n_cap * max_len, dim), side['regions'])
+            attn = gemm.linear(cap.reshape(n_cap * max_len, dim), packed_regions)
             attn = l2norm(F.leaky_relu(attn.view(n_cap, max_len, n_img, n_reg), 0.1), dim=1)
             attn = torch.softmax(attn * 9.0, dim=3)
             return attn.permute(2, 0, 1, 3).reshape(n_img, n_cap * max_len, n_reg)
@@ -434,7 +434,7 @@ class EncoderSimilarity(nn.Module):
 
     def _local_alignments_train(self, img_emb, cap):
         """l2norm(W((l2norm(attn @ V) - q)^2)) (Ni, Nc, L, S) in upstream's order, for autograd."""
-        attn = self._word_region_attention({'emb': img_emb, 'gemm': TorchGemm}, cap)
+        attn = self._word_region_attention(img_emb, cap)
         context = l2norm(torch.bmm(attn, img_emb), dim=-1).view(img_emb.size(0), cap.size(0), cap.size(1), -1)
         del attn
         sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
@@ -450,8 +450,8 @@ class EncoderSimilarity(nn.Module):
         and one product + subtraction then give l2norm(context) - q. With oneDNN products that
         runs image by image, so the (words x E) difference stays in cache.
         """
-        attn = self._word_region_attention(side, cap)
         img_emb, gemm = side['emb'], side['gemm']
+        attn = self._word_region_attention(img_emb, cap, gemm, side.get('regions'))
         n_img, n_words, _ = attn.shape
         n_cap, max_len = cap.shape[:2]
         sq_norm = (torch.bmm(attn, side['gram']) * attn).sum(-1, keepdim=True).clamp_(min=0)
@@ -469,7 +469,7 @@ class EncoderSimilarity(nn.Module):
                 diff = F.mse_loss(gemm.linear(attn[i], side['regions_t'][i]), words, reduction='none')
                 proj = gemm.linear(diff, weight, bias)
                 del diff
-                sim_loc[i] = proj.div_(torch.linalg.vector_norm(proj, dim=-1, keepdim=True).add_(1e-8))
+                sim_loc[i] = _unit_rows(proj)
             del attn
         return self._head_scores(sim_glo, sim_loc.view(n_img, n_cap, max_len, -1), word_mask, gemm)
 
