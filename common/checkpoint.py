@@ -9,6 +9,7 @@ import argparse
 import collections
 import os
 import pickle
+import re
 import struct
 import warnings
 
@@ -59,13 +60,20 @@ def _allow_list(aliases, allow):
     return entries
 
 
+_REFUSED = re.compile(r'(?:Unsupported global: (?:GLOBAL )?|unsupported GLOBAL |Unsupported class )([\w.]+)')
+
+
 def _explain(path, err):
     text = str(err)
-    if 'Unsupported global' in text or 'Unsupported class' in text:
-        first = [ln for ln in text.splitlines() if 'Unsupported' in ln][:1]
-        return ('%s: the checkpoint pickles an object that is not on the allow-list (%s). Map it to '
-                'a port class with load_checkpoint(..., aliases={...}) if it is trusted.'
-                % (path, first[0].strip() if first else text))
+    refused = _REFUSED.search(text)
+    if refused or 'Weights only load failed' in text:
+        # Name the refused global; never repeat torch's advice to retry with weights_only=False,
+        # which would run whatever code the file carries.
+        name = refused.group(1) if refused else 'unknown'
+        return ('%s: refused: the file pickles an object that is not on the allow-list (%s), so it '
+                'was not loaded and nothing in it ran. Use a checkpoint written by this repository or by the '
+                'original code; if this class is a trusted upstream one, map it with '
+                'load_checkpoint(..., aliases={...})' % (path, name))
     # A file cut short shows up as a missing zip directory, or as the unpickler running off the end.
     if 'central directory' in text or 'truncated' in text.lower() or \
             isinstance(err, (EOFError, IndexError, struct.error)):

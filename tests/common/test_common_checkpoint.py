@@ -140,3 +140,23 @@ def test_atomic_files_get_the_umask_mode_not_0600(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ('touch %s' % self.marker,))
+
+
+def test_malicious_checkpoint_names_the_global_and_gives_no_unsafe_advice(tmp_path):
+    marker = tmp_path / 'ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': _RunsAShellCommand(marker)}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert 'posix.system' in message and str(path) in message
+    assert 'weights_only' not in message
+    assert not marker.exists()
