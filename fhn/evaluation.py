@@ -17,68 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from fhn import metrics
 from fhn.data import fill_second_top, get_dataloader, get_img_trans, make_datum
-from fhn.model import NAMED_MODELS, to_device
+from fhn.model import get_net, resolve_device, to_device  # noqa: F401  (resolve_device: re-exported)
 
 LOGGER = logging.getLogger("fhn")
-
-
-# ----- device and net --------------------------------------------------------------
-def resolve_device(gpus, override=None):
-    """gpus: [] / None -> CPU; a list -> cuda:gpus[0]; no CUDA -> CPU with one warning."""
-    if override and override != "auto":
-        from common.runtime import resolve_device as rd
-        return rd(override)
-    if not gpus:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        warnings.warn("config names GPUs %s but CUDA is not available: running on CPU" % (gpus,),
-                      RuntimeWarning)
-        return torch.device("cpu")
-    return torch.device("cuda", int(gpus[0]))
-
-
-def load_state_dict_file(path):
-    """A bare state_dict `*.net` (any PyTorch since 0.4, CUDA storages included) on CPU."""
-    from common.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path, map_location="cpu")
-    if isinstance(state, dict) and "net" in state and "optim" in state:
-        state = state["net"]  # a *.solver file
-    return state
-
-
-def get_net(config, device="cpu"):
-    """Build net_param.name, load `load_trained` (map_location cpu, quirk 3 fixed)."""
-    net_param = config.net_param
-    LOGGER.info("Initializing %s", net_param.name)
-    if net_param.name not in NAMED_MODELS:
-        raise KeyError("net_param.name must be one of %s, got %r" % (list(NAMED_MODELS), net_param.name))
-    # quirk 4 fixed: no ImageNet weights when a checkpoint replaces them anyway
-    pretrained = net_param.pretrained and not (config.load_trained or config.resume)
-    net = NAMED_MODELS[net_param.name](net_param, pretrained=pretrained)
-    if net_param.name == "ColdStart":
-        # upstream order (quirk 19): cold-start codes come from the net before loading
-        net.to(device)
-        net.eval()
-        net.prepare_codes(device)
-    if config.load_trained:
-        LOGGER.info("Loading pre-trained model from %s.", config.load_trained)
-        state_dict = load_state_dict_file(config.load_trained)
-        if config.cold_start:
-            LOGGER.info("Reset the user embedding")
-            weight = "user_embedding.encoder.weight"
-            state_dict[weight] = torch.zeros(net_param.dim, net_param.num_users)
-            net.load_state_dict(state_dict)
-            net.user_embedding.init_weights()
-        else:
-            net.load_state_dict(state_dict)
-    elif config.resume:
-        LOGGER.info("Training resume from %s.", config.resume)
-    else:
-        LOGGER.info("Loading weights from backbone %s.", net_param.backbone)
-        net.init_weights()
-    LOGGER.info("Copying net to %s", device)
-    return net.to(device)
 
 
 def update_npz(fn, results):

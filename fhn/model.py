@@ -1,18 +1,25 @@
 """Fashion Hash Net: encoders, matching scores, losses, deploy and cold-start nets
 (upstream polyvore/model/basemodel.py and fashionnet.py)."""
+import collections
 import logging
-import pickle
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.checkpoint import load_checkpoint
+from common.errors import InputError
+from common.runtime import resolve_device as runtime_device
 from fhn import config as cfg
 from fhn import param as P
 from fhn.backbones import build_backbone
 
 LOGGER = logging.getLogger(__name__)
+
+# per-pair scores of one batch: users, relaxed positive / negative, binary positive / negative
+PairScores = collections.namedtuple("PairScores", "uidx posi nega posi_binary nega_binary")
 
 
 def one_hot(uidx, num):
@@ -236,7 +243,6 @@ class FashionNet(nn.Module):
         else:
             self.loss_weight = dict(rank_loss=1.0, binary_loss=None)
         self.configure_trace()
-        self.last_scores = None
         self._debug = {}
 
     # ----- bookkeeping -------------------------------------------------------------
@@ -354,7 +360,11 @@ class FashionNet(nn.Module):
         return scores, latents
 
     def forward(self, *inputs):
-        posi, nega, uidx = inputs
+        loss, accuracy, _ = self.forward_with_scores(*inputs)
+        return loss, accuracy
+
+    def forward_with_scores(self, posi, nega, uidx):
+        """(losses, accuracies, PairScores) -- the scores feed the training-time rank metric."""
         lcus = self.user_embedding(one_hot(uidx, self.param.num_users))
         self._debug["user"] = code_stats(lcus)
         loss = dict()
@@ -369,13 +379,12 @@ class FashionNet(nn.Module):
             scores, _ = self.semantic_output(lcus, posi, nega)
         else:
             raise ValueError("net_param: set use_visual and/or use_semantic")
-        # (p, n, binary p, binary n) for the training-time rank metric
-        self.last_scores = (uidx.tolist(), [s.detach().float().view(-1).tolist() for s in scores])
         diff = scores[0] - scores[1]
         binary_diff = scores[2] - scores[3]
         loss.update(rank_loss=soft_margin_loss(diff), binary_loss=soft_margin_loss(binary_diff))
         accuracy = dict(accuracy=torch.gt(diff.data, 0), binary_accuracy=torch.gt(binary_diff.data, 0))
-        return loss, accuracy
+        pair_scores = PairScores(uidx.tolist(), *[s.detach().float().view(-1).tolist() for s in scores])
+        return loss, accuracy, pair_scores
 
     # ----- codes (extract-features, cached evaluation) -------------------------------
     def user_latent(self, uidx=None):
@@ -476,141 +485,6 @@ class FashionNetDeploy(FashionNet):
         raise ValueError("net_param: set use_visual and/or use_semantic")
 
 
-class ColdStart(FashionNetDeploy):
-    """Codes for new users from similar users of a big dataset (fork, fashionnet.py:522-711).
-
-    Needs both branches. user code = sign(beta*code_user + (1-beta)*code_item),
-    beta = epsilon = 0.5. `prepare_codes()` is called by get_net; upstream computes the
-    codes inside __init__, i.e. with the un-loaded net (quirk 19) unless
-    `net_param.data_file` holds them already.
-    """
-
-    beta = 0.5
-    epsilon = 0.5
-
-    def __init__(self, param, pretrained=None):
-        super().__init__(param, pretrained)
-        self.user_codes = None
-
-    def get_outfits(self, loader, device):
-        """Per-user mean of per-outfit codes ((mean visual + mean text) / 2); outfit list."""
-        num_users = loader.num_users
-        sums = [torch.zeros(self.param.dim) for _ in range(num_users)]
-        counts = [0] * num_users
-        raw = []
-        for items, uidx in loader:
-            items = to_device(items, device)
-            with torch.no_grad():
-                feat_v, feat_t = self.compute_codes(items)
-            feat_v = [f.cpu().numpy().astype(np.int8) for f in feat_v]
-            feat_t = [f.cpu().numpy().astype(np.int8) for f in feat_t]
-            for n, u in enumerate(uidx.tolist()):
-                outfit_v = sum(v[n] for v in feat_v) / len(feat_v)
-                outfit_t = sum(t[n] for t in feat_t) / len(feat_t)
-                outfit = (outfit_v + outfit_t) / 2
-                sums[u] += torch.from_numpy(outfit).float()
-                counts[u] += 1
-                raw.append(outfit)
-        return [s / c for s, c in zip(sums, counts)], raw
-
-    def load_big_user_codes(self):
-        from common.checkpoint import load_pickle
-
-        path = self.param.big_feature_file
-        LOGGER.info("Loading big user_binary_code from %s", path)
-        return load_pickle(path)["user_codes"]
-
-    def prepare_codes(self, device="cpu"):
-        from fhn.data import get_dataloader
-
-        data = {}
-        if self.param.data_file:
-            try:
-                data = load_cache_pickle(self.param.data_file) or {}
-                LOGGER.info("loading data from %s", self.param.data_file)
-            except Exception as e:  # upstream: log and recompute
-                LOGGER.info("loading data failed: %s", e)
-                data = {}
-        big = small = None
-        if data.get("big_outfits_posi_feat") is None or data.get("outfits_raw") is None:
-            big = big or get_dataloader(self.param.big_data_param)
-            big.set_data_mode("PosiOnly")
-            data["big_outfits_posi_feat"], data["outfits_raw"] = self.get_outfits(big, device)
-        if data.get("big_outfits_nega_feat") is None:
-            big = big or get_dataloader(self.param.big_data_param)
-            big.set_data_mode("NegaOnly")
-            data["big_outfits_nega_feat"] = self.get_outfits(big, device)[0]
-        for mode, key in (("PosiOnly", "small_outfits_posi_feat"),
-                          ("NegaOnly", "small_outfits_nega_feat")):
-            if data.get(key) is None:
-                small = small or get_dataloader(self.param.small_data_param)
-                small.set_data_mode(mode)
-                data[key] = self.get_outfits(small, device)[0]
-        if data.get("big_user_codes") is None:
-            data["big_user_codes"] = self.load_big_user_codes()
-        if self.param.data_file:
-            from common.checkpoint import atomic_open
-            with atomic_open("%s_new" % self.param.data_file, "wb") as f:
-                pickle.dump(data, f)
-        self.user_codes = self.cold_start_codes(data)
-        return self.user_codes
-
-    @staticmethod
-    def user_user_embedding(big_outfits, small_outfits, big_user_codes, lambda_i):
-        """uu_i = mean_j [sum_d small_i,d lambda_d big_j,d / D] * code_j."""
-        big = torch.stack([torch.as_tensor(b, dtype=torch.float32) for b in big_outfits])
-        small = torch.stack([torch.as_tensor(s, dtype=torch.float32) for s in small_outfits])
-        codes = torch.as_tensor(np.asarray(big_user_codes), dtype=torch.float32)
-        lam = torch.as_tensor(np.asarray(lambda_i), dtype=torch.float32).view(1, -1)
-        sim = (small * lam) @ big.t() / big.shape[1]
-        return sim @ codes / big.shape[0]
-
-    def cold_start_codes(self, data):
-        lambda_i, lambda_u, _ = self.get_matching_weight()
-        uu = lambda a, b: self.user_user_embedding(a, b, data["big_user_codes"], lambda_i)
-        posi = uu(data["big_outfits_posi_feat"], data["small_outfits_posi_feat"])
-        nega1 = uu(data["big_outfits_posi_feat"], data["small_outfits_nega_feat"])
-        nega2 = uu(data["big_outfits_nega_feat"], data["small_outfits_nega_feat"])
-        eps = self.epsilon
-        code_user = (posi - eps * (nega1 + nega2)) / (1 + 2 * eps)
-        lam_u = torch.as_tensor(np.asarray(lambda_u), dtype=torch.float32).view(1, -1)
-        small_p = torch.stack([torch.as_tensor(s, dtype=torch.float32)
-                               for s in data["small_outfits_posi_feat"]])
-        small_n = torch.stack([torch.as_tensor(s, dtype=torch.float32)
-                               for s in data["small_outfits_nega_feat"]])
-        code_item = (small_p * lam_u - small_n * lam_u) / 2
-        return self.sign(self.beta * code_user + (1 - self.beta) * code_item)
-
-    def user_codes_for(self, uidx):
-        if self.user_codes is None:
-            raise RuntimeError("ColdStart codes not prepared (call prepare_codes)")
-        return self.user_codes.to(uidx.device)[uidx.view(-1).long()]
-
-    def user_latent(self, uidx=None):
-        device = self.user_embedding.scale.device
-        if uidx is None:
-            uidx = torch.arange(self.user_codes.shape[0], device=device)
-        return self.user_codes_for(uidx.to(device))
-
-
-def _load_storage_bytes(b):
-    """Replacement for torch.storage._load_from_bytes that refuses arbitrary objects."""
-    import io
-
-    return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
-
-
-def load_cache_pickle(path):
-    """Plain pickle with numpy arrays and torch tensors (upstream's ColdStart cache, pickle.dump)."""
-    from common.checkpoint import load_pickle
-
-    return load_pickle(path, aliases={
-        "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-        "torch.storage._load_from_bytes": _load_storage_bytes,
-        "collections.OrderedDict": __import__("collections").OrderedDict,
-    })
-
-
 def to_device(data, device):
     if isinstance(data, (list, tuple)):
         return tuple(to_device(v, device) for v in data)
@@ -619,5 +493,94 @@ def to_device(data, device):
     raise TypeError("data must contain tensors or lists; found {}".format(type(data)))
 
 
-NAMED_MODELS = {"FashionNet": FashionNet, "FashionNetDeploy": FashionNetDeploy,
-                "ColdStart": ColdStart}
+
+# ----- network construction and weight loading ----------------------------------------
+def resolve_device(gpus, override=None):
+    """gpus: [] / None -> CPU; a list -> cuda:gpus[0]; no CUDA -> CPU with one warning."""
+    if override and override != "auto":
+        return runtime_device(override)
+    if not gpus:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        warnings.warn("config names GPUs %s but CUDA is not available: running on CPU" % (gpus,),
+                      RuntimeWarning)
+        return torch.device("cpu")
+    return torch.device("cuda", int(gpus[0]))
+
+
+def load_state_dict_file(path):
+    """A bare state_dict `*.net` (any PyTorch since 0.4, CUDA storages included) on CPU."""
+    state = load_checkpoint(path, map_location="cpu")
+    if isinstance(state, dict) and "net" in state and "optim" in state:
+        state = state["net"]  # a *.solver file
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise InputError("%s: not a Fashion Hash Net checkpoint (expected a state_dict of tensors, "
+                         "found %s); give load_trained a *.net or *.solver file written by "
+                         "fhn/scripts/run.py train" % (path, type(state).__name__))
+    return state
+
+
+def model_class(name):
+    """The class named by net_param.name."""
+    # fhn.coldstart subclasses FashionNetDeploy from this module: imported here, not at the top
+    from fhn.coldstart import ColdStart
+
+    named = {"FashionNet": FashionNet, "FashionNetDeploy": FashionNetDeploy, "ColdStart": ColdStart}
+    if name not in named:
+        raise InputError("net_param.name must be one of %s, got %r" % (list(named), name))
+    return named[name]
+
+
+def load_weights(net, state_dict, path):
+    """load_state_dict with a message naming the file and the keys/shapes that differ."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = ["%s %s in the file, %s here" % (k, tuple(state_dict[k].shape), tuple(own[k].shape))
+              for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shapes differ: " + "; ".join(shapes[:4]))
+        if missing:
+            parts.append("missing keys: " + ", ".join(missing[:4]))
+        if unexpected:
+            parts.append("unexpected keys: " + ", ".join(unexpected[:4]))
+        raise InputError("%s: does not fit net_param (%s, num_users=%s, dim=%s, backbone=%s): %s; "
+                         "is it another model's or another paper's checkpoint?"
+                         % (path, net.param.name, net.param.num_users, net.param.dim,
+                            net.param.backbone, " | ".join(parts)))
+    net.load_state_dict(state_dict)
+
+
+def get_net(config, device="cpu"):
+    """Build net_param.name, load `load_trained` (map_location cpu, quirk 3 fixed)."""
+    net_param = config.net_param
+    LOGGER.info("Initializing %s", net_param.name)
+    cls = model_class(net_param.name)
+    # quirk 4 fixed: no ImageNet weights when a checkpoint replaces them anyway
+    pretrained = net_param.pretrained and not (config.load_trained or config.resume)
+    net = cls(net_param, pretrained=pretrained)
+    if net_param.name == "ColdStart":
+        # upstream order (quirk 19): cold-start codes come from the net before loading
+        net.to(device)
+        net.eval()
+        net.prepare_codes(device)
+    if config.load_trained:
+        LOGGER.info("Loading pre-trained model from %s.", config.load_trained)
+        state_dict = load_state_dict_file(config.load_trained)
+        if config.cold_start:
+            LOGGER.info("Reset the user embedding")
+            weight = "user_embedding.encoder.weight"
+            state_dict[weight] = torch.zeros(net_param.dim, net_param.num_users)
+            load_weights(net, state_dict, config.load_trained)
+            net.user_embedding.init_weights()
+        else:
+            load_weights(net, state_dict, config.load_trained)
+    elif config.resume:
+        LOGGER.info("Training resume from %s.", config.resume)
+    else:
+        LOGGER.info("Loading weights from backbone %s.", net_param.backbone)
+        net.init_weights()
+    LOGGER.info("Copying net to %s", device)
+    return net.to(device)

@@ -44,7 +44,8 @@ class RankMetric(object):
         self._scores = [[[] for _ in range(self.num_users)] for _ in range(4)]
 
     def put(self, data):
-        uidx, scores = data
+        """data: fhn.model.PairScores of one batch."""
+        uidx, scores = data.uidx, (data.posi, data.nega, data.posi_binary, data.nega_binary)
         for u in uidx:
             for n, score in enumerate(scores):
                 self._scores[n][u].extend(score)
@@ -235,8 +236,8 @@ class FashionNetSolver(object):
                 # the plain net: every rank evaluates the whole val split
                 from common.runtime import autocast
                 with autocast(self.device, self.amp):
-                    loss_, accuracy_ = self.net(*inputv)
-                self.rank_metric.put(self.net.last_scores)
+                    loss_, accuracy_, pair_scores = self.net.forward_with_scores(*inputv)
+                self.rank_metric.put(pair_scores)
                 loss = self.gather_loss(loss_, backward=False)
                 accuracy = self.gather_accuracy(accuracy_)
             data = dict(data_time=data_time, batch_time=time() - latest_time)

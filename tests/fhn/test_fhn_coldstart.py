@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from fhn.coldstart import load_cache
+from fhn.evaluation import rank_scores
+from fhn.model import get_net
 from fhn.param import FashionParam
 
 
@@ -31,7 +34,6 @@ def _cfg(root, tmp_path, data_file):
 
 
 def test_coldstart_codes_follow_the_formula(cs_root, tmp_path):
-    from fhn.evaluation import get_net, rank_scores
 
     big_codes = np.sign(np.random.RandomState(0).randn(2, 8)).astype(np.float32)
     with open(tmp_path / "big.npz", "wb") as f:
@@ -40,8 +42,7 @@ def test_coldstart_codes_follow_the_formula(cs_root, tmp_path):
     torch.manual_seed(0)
     np.random.seed(0)  # the online negatives are drawn with numpy's global generator
     net = get_net(cfg, "cpu").eval()
-    with open(str(tmp_path / "CS.npz") + "_new", "rb") as f:
-        data = pickle.load(f)
+    data = load_cache(str(tmp_path / "CS.npz") + "_new")  # a plain .npz, no pickle
     assert set(data) >= {"big_outfits_posi_feat", "big_outfits_nega_feat", "small_outfits_posi_feat",
                          "small_outfits_nega_feat", "big_user_codes", "outfits_raw"}
     lam_i = net.core[1].weight.detach().numpy()
