@@ -25,6 +25,7 @@ from common.metrics import recall_at_k
 from common.results import save_scores, write_results
 from common.runtime import all_gather_cat, cleanup_distributed, init_distributed, is_main_process
 from common.vocab import Vocabulary, deserialize_vocab
+from lhsc import fastsim
 from lhsc import gemm as gemms
 from lhsc.data import DataError, get_test_loader
 from lhsc.model import N_REGIONS, architecture, build_model
@@ -121,8 +122,8 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
     with torch.no_grad():
         cap_glo = None
         if not reference:  # eval mode: per-caption global vectors are computed once, not per shard
-            cap_glo = torch.cat([sim_enc.caption_globals(
-                torch.from_numpy(np.ascontiguousarray(cap_embs[k:k + 1000])).float().to(device),
+            cap_glo = torch.cat([fastsim.caption_globals(
+                sim_enc, torch.from_numpy(np.ascontiguousarray(cap_embs[k:k + 1000])).float().to(device),
                 cap_lens[k:k + 1000], gemm=products) for k in range(0, n_cap, 1000)])
         for i in range(rank, n_im_shard, world):
             im_start, im_end = shard_size * i, min(shard_size * (i + 1), n_img)
@@ -134,18 +135,18 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
                     ca = torch.from_numpy(np.ascontiguousarray(cap_embs[ca_start:ca_end])).float().to(device)
                     block[:, ca_start:ca_end] = sim_enc.forward_loop(im, ca, cap_lens[ca_start:ca_end]).cpu().numpy()
             else:
-                img_glo = sim_enc.image_globals(im, products)
+                img_glo = fastsim.image_globals(sim_enc, im, products)
                 per_word = bytes_per_image_word(embed, sim_dim, per_image=products.per_image)
                 # tiles of a few images x many caption words: cache-sized, GEMM-friendly shapes
                 tile = max(1, min(len(im), int(max_mem * 2 ** 20 / (per_word * TILE_WORDS[products.per_image]))))
                 for t in range(0, len(im), tile):
-                    side = sim_enc.image_side(im[t:t + tile], products, img_glo=img_glo[t:t + tile])
+                    side = fastsim.image_side(sim_enc, im[t:t + tile], products, img_glo=img_glo[t:t + tile])
                     for chunk in caption_chunks(cap_lens, min(tile, len(im) - t), max_mem, per_word):
                         lens = [cap_lens[j] for j in chunk]
                         ca = torch.from_numpy(cap_embs[chunk][:, :max(lens)]).float().to(device)
                         index = torch.as_tensor(chunk, device=device)
-                        block[t:t + tile, chunk] = sim_enc(im[t:t + tile], ca, lens, cap_glo=cap_glo[index],
-                                                           image_side=side).double().cpu().numpy()
+                        block[t:t + tile, chunk] = fastsim.scores(sim_enc, im[t:t + tile], ca, lens, cap_glo=cap_glo[index],
+                                                                  image_side=side).double().cpu().numpy()
             if progress:
                 sys.stdout.write('\r>> shard_attn_scores batch (%d,%d)' % (i, n_im_shard - 1))
                 sys.stdout.flush()

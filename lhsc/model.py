@@ -1,9 +1,11 @@
-"""LHSC and SGRAF models: encoders, similarity head (vectorised + per-caption reference), loss, wrapper.
+"""LHSC and SGRAF models in upstream's shape: encoders, similarity head (per-caption loop), loss, wrapper.
 
 LHSC (upstream model.py) = SGRAF's SAF similarity network with two extra encoder stages:
 4x IM_GCN on the regions and 4x TextAttn on the word embeddings. `--model SGRAF` builds plain
 SGRAF (Paranioar/SGRAF model.py) with `--module_name SGR|SAF`. State-dict keys match upstream:
 LHSC's head is `cal_sim_base_atten.*`, SGRAF's `SAF_module.*` / `SGR_module.<k>.*`.
+The similarity head's fast paths live beside it: lhsc/fasttrain.py (training) and lhsc/fastsim.py
+(evaluation); the DDP helpers in lhsc/ddp.py.
 """
 from collections import OrderedDict
 
@@ -13,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lhsc.gemm import TorchGemm
+from lhsc.ddp import GatherColumns, gather_batch, sum_gradients  # noqa: F401 (sum_gradients: public here too)
 from lhsc.libs.img_gcn import IM_GCN
 from lhsc.libs.text_atten import TextAttn
 
@@ -138,14 +140,15 @@ class VisualSA(nn.Module):
         self.embedding_common = nn.Sequential(nn.Linear(embed_dim, 1))
         xavier_init_(self)
 
-    def forward(self, local, raw_global, gemm=None):
-        weights = _self_attention_logits(self, local, raw_global, gemm)
-        weights = torch.softmax(weights, dim=1)
+    def forward(self, local, raw_global):
+        l_emb = self.embedding_local(local)
+        g_emb = self.embedding_global(raw_global)
+        weights = torch.softmax(self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2), dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
 
 
 class TextSA(nn.Module):
-    """Global caption by self-attention over words. `mask` (B, L) restricts it to the valid words."""
+    """Global caption by self-attention over its words."""
 
     def __init__(self, embed_dim, dropout_rate):
         super(TextSA, self).__init__()
@@ -154,37 +157,15 @@ class TextSA(nn.Module):
         self.embedding_common = nn.Sequential(nn.Linear(embed_dim, 1))
         xavier_init_(self)
 
-    def forward(self, local, raw_global, mask=None, gemm=None):
-        weights = _self_attention_logits(self, local, raw_global, gemm)
-        if mask is not None:
-            weights = weights.masked_fill(~mask, float('-inf'))
-        weights = torch.softmax(weights, dim=1)
+    def forward(self, local, raw_global):
+        l_emb = self.embedding_local(local)
+        g_emb = self.embedding_global(raw_global)
+        weights = torch.softmax(self.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2), dim=1)
         return l2norm((weights.unsqueeze(2) * local).sum(dim=1), dim=-1)
 
 
-def _self_attention_logits(module, local, raw_global, gemm=None):
-    """Logits (B, n) of VisualSA / TextSA: embedding_common(emb_l(x) * emb_g(g)). In inference
-    with `gemm` products: w_c . (emb_l(x) * emb_g(g)) + b_c as one product per item, without the
-    (B, n, E) elementwise product; emb_* = Linear [+ BatchNorm in eval: per-channel affine] + Tanh
-    (Dropout is the identity)."""
-    if gemm is None or module.training or torch.is_grad_enabled():
-        l_emb = module.embedding_local(local)
-        g_emb = module.embedding_global(raw_global)
-        return module.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2)
-    linear = _linear_with(gemm)
-
-    def embed(seq, x):
-        y = linear(seq[0], x)
-        if isinstance(seq[1], nn.BatchNorm1d):
-            y = seq[1](y)
-        return torch.tanh_(y)
-    common = module.embedding_common[0]
-    l_emb, g_emb = embed(module.embedding_local, local), embed(module.embedding_global, raw_global)
-    return torch.bmm(l_emb, (g_emb * common.weight).unsqueeze(2)).squeeze(2) + common.bias
-
-
 class GraphReasoning(nn.Module):
-    """SGRAF's SGR step over the alignment graph (nodes = global + words). `key_mask` hides padding."""
+    """SGRAF's SGR step over the alignment graph (nodes = global + words): (B, L+1, S) -> (B, L+1, S)."""
 
     def __init__(self, sim_dim):
         super(GraphReasoning, self).__init__()
@@ -194,26 +175,11 @@ class GraphReasoning(nn.Module):
         self.relu = nn.ReLU()
         xavier_init_(self)
 
-    def forward(self, sim_emb, key_mask=None, gemm=None):
-        linear = _linear_with(gemm)
-        sim_query = linear(self.graph_query_w, sim_emb)
-        sim_key = linear(self.graph_key_w, sim_emb)
-        edge = torch.matmul(sim_query, sim_key.transpose(-1, -2))
-        if key_mask is not None:
-            edge = edge.masked_fill(~key_mask.unsqueeze(-2), float('-inf'))
-        edge = torch.softmax(edge, dim=-1)
-        return self.relu(linear(self.sim_graph_w, torch.matmul(edge, sim_emb)))
-
-
-def _linear_with(gemm):
-    """linear(module, x): module(x), or in inference the same product through `gemm` (lhsc.gemm)."""
-    if gemm is None or torch.is_grad_enabled():
-        return lambda module, x: module(x)
-
-    def linear(module, x):
-        y = gemm.linear(x.reshape(-1, x.size(-1)), gemm.pack(module.weight), module.bias)
-        return y.view(*x.shape[:-1], -1)
-    return linear
+    def forward(self, sim_emb):
+        sim_query = self.graph_query_w(sim_emb)
+        sim_key = self.graph_key_w(sim_emb)
+        sim_edge = torch.softmax(torch.bmm(sim_query, sim_key.permute(0, 2, 1)), dim=-1)
+        return self.relu(self.sim_graph_w(torch.bmm(sim_edge, sim_emb)))
 
 
 class AttentionFiltration(nn.Module):
@@ -227,76 +193,22 @@ class AttentionFiltration(nn.Module):
         super(AttentionFiltration, self).__init__()
         self.attn_sim_w = nn.Linear(sim_dim, 1)
         self.bn = nn.BatchNorm1d(1)
-        self.gather_stats = False  # DDP: ranks hold caption blocks; update with every rank's stats
+        self.gather_stats = False  # DDP: ranks hold caption blocks; lhsc/fasttrain.py updates with every rank's stats
         xavier_init_(self)
 
     def forward(self, sim_emb):
-        """Upstream form: sim_emb (Ni, n+1, S) of ONE caption (train-mode BN stats over this caption)."""
+        """sim_emb (Ni, n+1, S) of ONE caption (train-mode BN statistics over this caption)."""
         sim_attn = l1norm(torch.sigmoid(self.bn(self.attn_sim_w(sim_emb).permute(0, 2, 1))), dim=-1)
         return l2norm(torch.matmul(sim_attn, sim_emb).squeeze(1), dim=-1)
-
-    def gates(self, logits_glo, logits_loc, word_mask):
-        """Vectorised BN + sigmoid for many captions at once.
-
-        logits_glo (Ni, Nc), logits_loc (Ni, Nc, L), word_mask (Nc, L). In training mode the
-        statistics are those of each caption separately (upstream calls the BN once per caption,
-        over Ni x (n+1) values), and the running stats are updated caption by caption in order.
-        """
-        bn = self.bn
-        if bn.training:
-            mask = word_mask.unsqueeze(0).to(logits_loc.dtype)
-            count = logits_glo.size(0) * (word_mask.sum(1).to(logits_loc.dtype) + 1)       # (Nc,)
-            mean = (logits_glo.sum(0) + (logits_loc * mask).sum((0, 2))) / count
-            var = ((logits_glo - mean).pow(2).sum(0)
-                   + ((logits_loc - mean[None, :, None]).pow(2) * mask).sum((0, 2))) / count
-            self._update_running_stats(mean.detach(), var.detach(), count)
-        else:
-            mean, var = bn.running_mean, bn.running_var
-        inv = bn.weight / torch.sqrt(var + bn.eps)
-
-        def norm(x, m, k):
-            return torch.sigmoid((x - m) * k + bn.bias)
-
-        if bn.training:
-            return norm(logits_glo, mean, inv), norm(logits_loc, mean[None, :, None], inv[None, :, None])
-        return norm(logits_glo, mean, inv), norm(logits_loc, mean, inv)
-
-    @torch.no_grad()
-    def _update_running_stats(self, mean, var, count):
-        bn = self.bn
-        if not bn.track_running_stats:
-            return
-        m = bn.momentum
-        unbiased = var * count / (count - 1).clamp(min=1)
-        if self.gather_stats:
-            from common.runtime import all_gather_cat
-            stats = all_gather_cat(torch.stack([mean, unbiased], 1))   # rank order = caption order
-            mean, unbiased = stats[:, 0], stats[:, 1]
-        for j in range(mean.numel()):
-            bn.running_mean.mul_(1 - m).add_(m * mean[j])
-            bn.running_var.mul_(1 - m).add_(m * unbiased[j])
-        bn.num_batches_tracked.add_(mean.numel())
 
 
 SimilarityCalculation = AttentionFiltration  # LHSC's name for the same module
 
 
-def _masked_words(cap_emb, lens):
-    """cap_emb cut to the longest caption, padded words set to exact zeros; and the word mask."""
-    max_len = int(lens.max())
-    word_mask = torch.arange(max_len, device=cap_emb.device)[None, :] < lens[:, None]       # (Nc, L)
-    return cap_emb[:, :max_len, :] * word_mask.unsqueeze(-1).to(cap_emb.dtype), word_mask
-
-
-def _unit_rows(x):
-    """In-place l2norm over the last dim (upstream's l2norm: x / (|x| + 1e-8))."""
-    return x.div_(torch.linalg.vector_norm(x, dim=-1, keepdim=True).add_(1e-8))
-
-
 def SCAN_attention(query, context, smooth, eps=1e-8):
     """Word-to-region attention: query (B, n, d), context (B, 36, d) -> (B, n, d). Upstream's op
     sequence, its transposed copies and the transposed (non-contiguous) result included: this is
-    the reference loop's attention, and what it costs is the benchmark's baseline."""
+    the reference loop's attention, and what it costs is the benchmarks' baseline."""
     attn = torch.bmm(context, query.transpose(1, 2))                          # (B, 36, n)
     attn = l2norm(F.leaky_relu(attn, 0.1), 2)                                  # over the words
     attn = torch.softmax(attn.transpose(1, 2).contiguous() * smooth, dim=2)    # (B, n, 36)
@@ -309,8 +221,8 @@ class EncoderSimilarity(nn.Module):
     """Image-caption similarity (Ni, Nc) from region (Ni, 36, E) and word (Nc, L, E) embeddings.
 
     head: 'LHSC' (SAF head named cal_sim_base_atten), 'SAF' (SAF_module) or 'SGR' (SGR_module).
-    `forward` is the vectorised pass over all pairs with length masks; `forward_loop` is the
-    upstream per-caption loop, kept as the reference implementation.
+    `forward` is upstream's per-caption loop, the reference implementation; the fast paths with
+    the same arguments are lhsc/fasttrain.py (training, autograd) and lhsc/fastsim.py (evaluation).
     """
 
     def __init__(self, embed_size, sim_dim, head='LHSC', sgr_step=3):
@@ -337,8 +249,8 @@ class EncoderSimilarity(nn.Module):
     def saf(self):
         return self.cal_sim_base_atten if self.head == 'LHSC' else getattr(self, 'SAF_module', None)
 
-    # ---- reference: upstream's loop over captions (model.py:279-318) ----
-    def forward_loop(self, img_emb, cap_emb, cap_lens):
+    def forward(self, img_emb, cap_emb, cap_lens):
+        """Upstream's loop over captions (model.py:279-318), each against all images."""
         n_image = img_emb.size(0)
         img_glo = self.v_global_w(img_emb, torch.mean(img_emb, 1))
         sim_all = []
@@ -360,135 +272,7 @@ class EncoderSimilarity(nn.Module):
             sim_all.append(self.sigmoid(self.sim_eval_w(sim_vec)))
         return torch.cat(sim_all, 1)
 
-    # ---- vectorised pass over (images x captions x words) ----
-    def image_globals(self, img_emb, gemm=None):
-        """VisualSA global image vectors (Ni, E); per image in eval mode, so computable once."""
-        return self.v_global_w(img_emb, torch.mean(img_emb, 1), gemm=gemm)
-
-    def caption_globals(self, cap_emb, cap_lens, gemm=None):
-        """TextSA global caption vectors (Nc, E) over each caption's own words."""
-        lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
-        cap, word_mask = _masked_words(cap_emb, lens)
-        cap_ave = cap.sum(1) / lens.unsqueeze(1).to(cap.dtype)
-        return self.t_global_w(cap, cap_ave, mask=word_mask, gemm=gemm)
-
-    def image_side(self, img_emb, gemm=None, img_glo=None):
-        """What the inference pass needs of a tile of images, computed once and reused for every
-        caption chunk: global vectors, 36x36 Gram matrices and (oneDNN) packed region matrices."""
-        gemm = gemm or TorchGemm
-        side = {'emb': img_emb, 'gemm': gemm,
-                'glo': self.image_globals(img_emb, gemm) if img_glo is None else img_glo,
-                'gram': torch.bmm(img_emb, img_emb.transpose(1, 2))}                       # (Ni, 36, 36)
-        side['tranloc'], side['tranglo'] = gemm.pack(self.sim_tranloc_w.weight), gemm.pack(self.sim_tranglo_w.weight)
-        if gemm.per_image:
-            side['regions'] = gemm.pack(img_emb.reshape(-1, img_emb.size(-1)))               # (Ni*36, E)
-            side['regions_t'] = [gemm.pack(regions.t()) for regions in img_emb]              # Ni x (E, 36)
-        return side
-
-    def forward(self, img_emb, cap_emb, cap_lens, img_glo=None, cap_glo=None, gemm=None, image_side=None):
-        """(Ni, Nc) scores. img_glo / cap_glo: precomputed image_globals / caption_globals.
-        Inference only: gemm, the lhsc.gemm products to use (default torch's), or image_side,
-        the tile's precomputed `image_side` (which fixes the products)."""
-        lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
-        cap, word_mask = _masked_words(cap_emb, lens)                                       # exact zeros
-        if torch.is_grad_enabled():  # upstream's order of the dropout draws: images, then captions
-            if img_glo is None:
-                img_glo = self.image_globals(img_emb)                                       # (Ni, E)
-            if cap_glo is None:
-                cap_glo = self.caption_globals(cap, lens)                                    # (Nc, E)
-            sim_loc = self._local_alignments_train(img_emb, cap)
-            sim_glo = self.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2))
-            return self._head_scores(l2norm(sim_glo, dim=-1), sim_loc, word_mask)
-        side = image_side if image_side is not None else self.image_side(img_emb, gemm, img_glo)
-        if cap_glo is None:
-            cap_glo = self.caption_globals(cap, lens, gemm=side['gemm'])
-        sim_glo = torch.pow(side['glo'].unsqueeze(1) - cap_glo.unsqueeze(0), 2)             # (Ni, Nc, E)
-        sim_glo = side['gemm'].linear(sim_glo.view(-1, sim_glo.size(-1)), side['tranglo'], self.sim_tranglo_w.bias)
-        sim_glo = l2norm(sim_glo.view(img_emb.size(0), cap.size(0), -1), dim=-1)             # (Ni, Nc, S)
-        return self._inference_scores(side, cap, word_mask, sim_glo)
-
-    def _head_scores(self, sim_glo, sim_loc, word_mask, gemm=None):
-        """Scores (Ni, Nc) from the global (Ni, Nc, S) and local (Ni, Nc, L, S) alignments."""
-        if self.head == 'SGR':
-            sim_vec = self._sgr(sim_glo, sim_loc, word_mask, gemm)
-        else:
-            sim_vec = self._saf(sim_glo, sim_loc, word_mask)
-        return self.sigmoid(self.sim_eval_w(sim_vec)).squeeze(-1)
-
-    @staticmethod
-    def _word_region_attention(img_emb, cap, gemm=TorchGemm, packed_regions=None):
-        """SCAN attention weights (Ni, Nc*L, 36) of every (image, caption word) over the regions.
-        Padded words are exact zeros, so the l2norm over a caption's words ignores them.
-        packed_regions: gemm.pack(img_emb as (Ni*36, E)) when gemm.per_image."""
-        n_img, n_reg, dim = img_emb.shape
-        n_cap, max_len = cap.shape[:2]
-        if gemm.per_image:  # words x (images*regions) in one product, then into (Ni, words, 36)
-            attn = gemm.linear(cap.reshape(n_cap * max_len, dim), packed_regions)
-            attn = l2norm(F.leaky_relu(attn.view(n_cap, max_len, n_img, n_reg), 0.1), dim=1)
-            attn = torch.softmax(attn * 9.0, dim=3)
-            return attn.permute(2, 0, 1, 3).reshape(n_img, n_cap * max_len, n_reg)
-        attn = torch.matmul(img_emb.reshape(n_img * n_reg, dim), cap.reshape(n_cap * max_len, dim).t())
-        attn = l2norm(F.leaky_relu(attn.view(n_img, n_reg, n_cap, max_len), 0.1), dim=3)
-        attn = torch.softmax(attn.permute(0, 2, 3, 1) * 9.0, dim=3)                         # (Ni, Nc, L, 36)
-        return attn.reshape(n_img, n_cap * max_len, n_reg)
-
-    def _local_alignments_train(self, img_emb, cap):
-        """l2norm(W((l2norm(attn @ V) - q)^2)) (Ni, Nc, L, S) in upstream's order, for autograd."""
-        attn = self._word_region_attention(img_emb, cap)
-        context = l2norm(torch.bmm(attn, img_emb), dim=-1).view(img_emb.size(0), cap.size(0), cap.size(1), -1)
-        del attn
-        sim_loc = torch.pow(context - cap.unsqueeze(0), 2)
-        del context
-        return l2norm(self.sim_tranloc_w(sim_loc), dim=-1)
-
-    def _inference_scores(self, side, cap, word_mask, sim_glo):
-        """Scores (Ni, Nc) in eval mode; the local alignments l2norm(W((l2norm(attn @ V) - q)^2))
-        are computed with fewer passes over the largest tensors.
-
-        |attn @ V|^2 = rowsum((attn @ G) * attn) with the 36x36 Gram matrix G = V V^T, so the
-        context norm comes from the small attention weights; scaling the weights by 1/(|c|+eps)
-        and one product + subtraction then give l2norm(context) - q. With oneDNN products that
-        runs image by image, so the (words x E) difference stays in cache.
-        """
-        img_emb, gemm = side['emb'], side['gemm']
-        attn = self._word_region_attention(img_emb, cap, gemm, side.get('regions'))
-        n_img, n_words, _ = attn.shape
-        n_cap, max_len = cap.shape[:2]
-        sq_norm = (torch.bmm(attn, side['gram']) * attn).sum(-1, keepdim=True).clamp_(min=0)
-        attn = attn.div_(sq_norm.sqrt_().add_(1e-8))
-        words = cap.reshape(n_words, -1)
-        if not gemm.per_image:
-            diff = torch.bmm(attn, img_emb).sub_(words.unsqueeze(0))                         # c/|c| - q
-            del attn
-            sim_loc = _unit_rows(self.sim_tranloc_w(diff.square_()))
-            del diff
-        else:
-            weight, bias = side['tranloc'], self.sim_tranloc_w.bias
-            sim_loc = attn.new_empty(n_img, n_words, bias.numel())
-            for i in range(n_img):  # (c/|c| - q)^2 (in one pass), projected, normalised while in cache
-                diff = F.mse_loss(gemm.linear(attn[i], side['regions_t'][i]), words, reduction='none')
-                proj = gemm.linear(diff, weight, bias)
-                del diff
-                sim_loc[i] = _unit_rows(proj)
-            del attn
-        return self._head_scores(sim_glo, sim_loc.view(n_img, n_cap, max_len, -1), word_mask, gemm)
-
-    def _saf(self, sim_glo, sim_loc, word_mask):
-        saf = self.saf
-        logit_glo = saf.attn_sim_w(sim_glo).squeeze(-1)                                      # (Ni, Nc)
-        logit_loc = saf.attn_sim_w(sim_loc).squeeze(-1)                                      # (Ni, Nc, L)
-        gate_glo, gate_loc = saf.gates(logit_glo, logit_loc, word_mask)
-        gate_loc = gate_loc * word_mask.unsqueeze(0).to(gate_loc.dtype)
-        norm = gate_glo + gate_loc.sum(-1) + 1e-8                                            # l1norm (gates > 0)
-        pooled = gate_glo.unsqueeze(-1) * sim_glo + torch.matmul(gate_loc.unsqueeze(-2), sim_loc).squeeze(-2)
-        return l2norm(pooled / norm.unsqueeze(-1), dim=-1)
-
-    def _sgr(self, sim_glo, sim_loc, word_mask, gemm=None):
-        nodes = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                                # (Ni, Nc, L+1, S)
-        node_mask = torch.cat([torch.ones_like(word_mask[:, :1]), word_mask], 1)             # (Nc, L+1)
-        for module in self.SGR_module:
-            nodes = module(nodes, key_mask=node_mask.unsqueeze(0), gemm=gemm)
-        return nodes[:, :, 0, :]
+    forward_loop = forward  # the name evaluation's --reference and the tests use
 
 
 # ----------------------------------------------------------------------------- loss
@@ -541,42 +325,19 @@ def build_encoders(opt):
     return img_enc, txt_enc, sim_enc
 
 
-class _GatherColumns(torch.autograd.Function):
-    """All-gather column blocks of the score matrix; backward keeps this rank's block only.
-
-    Every rank computes the same loss on the full matrix; summing (not averaging) the parameter
-    gradients over ranks then gives exactly the single-process gradient (see train_emb).
-    """
-
-    @staticmethod
-    def forward(ctx, block, widths):
-        import torch.distributed as dist
-        rank = dist.get_rank()
-        widest = max(widths)
-        padded = block.new_zeros(block.size(0), widest)
-        padded[:, :block.size(1)] = block
-        gathered = [torch.zeros_like(padded) for _ in widths]
-        dist.all_gather(gathered, padded.contiguous())
-        ctx.start = sum(widths[:rank])
-        ctx.width = widths[rank]
-        return torch.cat([g[:, :w] for g, w in zip(gathered, widths)], 1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad[:, ctx.start:ctx.start + ctx.width], None
-
-
 class LHSC(object):
     """Upstream's wrapper (model.py `LHSC` / SGRAF's `SGRAF`): three encoders, loss, Adam, Eiters.
 
     state_dict() is upstream's list [img_enc, txt_enc, sim_enc]. `device`, `amp` and
     `dist_info` (common.runtime.DistInfo) are port additions; defaults give upstream behaviour.
+    `reference=True` trains with upstream's per-caption loop instead of lhsc/fasttrain.py.
     """
     loss_name = 'a/Loss'  # SGRAF logs 'Loss'
 
-    def __init__(self, opt, device=None, amp=False, dist_info=None):
+    def __init__(self, opt, device=None, amp=False, dist_info=None, reference=False):
         from common.runtime import make_grad_scaler
         from common.logger import LogCollector
+        from lhsc import fasttrain  # imports this module: here, not at the top
         self.device = torch.device(device) if device is not None else torch.device('cpu')
         self.grad_clip = opt.grad_clip
         self.img_enc, self.txt_enc, self.sim_enc = build_encoders(opt)
@@ -593,6 +354,8 @@ class LHSC(object):
         self.dist_info = dist_info
         if self.distributed and self.sim_enc.saf is not None:
             self.sim_enc.saf.gather_stats = True
+        # training scores: lhsc/fasttrain.py, or upstream's per-caption loop (EncoderSimilarity.forward)
+        self.similarity = EncoderSimilarity.__call__ if reference else fasttrain.scores
         self.Eiters = 0
         self.step_seed = 0  # distributed only: the per-step seed base shared by all ranks
         self.logger = LogCollector()
@@ -623,7 +386,7 @@ class LHSC(object):
         return self.img_enc(images), self.txt_enc(captions, lengths), lengths
 
     def forward_sim(self, img_embs, cap_embs, cap_lens):
-        return self.sim_enc(img_embs, cap_embs, cap_lens)
+        return self.similarity(self.sim_enc, img_embs, cap_embs, cap_lens)
 
     def forward_loss(self, sims, **kwargs):
         loss = self.criterion(sims)
@@ -647,7 +410,7 @@ class LHSC(object):
             start = sum(widths[:self.dist_info.rank])
             stop = start + widths[self.dist_info.rank]
             block = self.forward_sim(img_embs, cap_embs[start:stop], cap_lens[start:stop]).float()
-        return _GatherColumns.apply(block, widths)
+        return GatherColumns.apply(block, widths)
 
     def train_emb(self, images, captions, lengths, ids=None, *args):
         """One training step (upstream order: scores, zero_grad, loss, backward, clip, step)."""
@@ -675,34 +438,3 @@ class SGRAF(LHSC):
 
 def build_model(opt, **kwargs):
     return (LHSC if architecture(opt) == 'LHSC' else SGRAF)(opt, **kwargs)
-
-
-def gather_batch(images, captions, lengths, device):
-    """All-gather a collated batch from every rank and re-sort it by caption length (stable, as
-    collate_fn does), so each rank holds the same global batch as a single process would."""
-    import torch.distributed as dist
-    from common.runtime import all_gather_cat
-    images = images.to(device)
-    lens = torch.as_tensor(lengths, dtype=torch.int64, device=device)
-    longest = lens.max().clone()
-    dist.all_reduce(longest, op=dist.ReduceOp.MAX)
-    padded = captions.new_zeros(captions.size(0), int(longest)).to(device)
-    padded[:, :captions.size(1)] = captions.to(device)
-    images, padded, lens = all_gather_cat(images), all_gather_cat(padded), all_gather_cat(lens)
-    order = torch.as_tensor(sorted(range(len(lens)), key=lambda k: -int(lens[k])), device=device)
-    lens = lens[order]
-    return images[order], padded[order][:, :int(lens[0])], [int(n) for n in lens]
-
-
-def sum_gradients(params):
-    """All-reduce (sum) the gradients of `params` across ranks, in one flat buffer."""
-    import torch.distributed as dist
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()

@@ -1,12 +1,14 @@
-"""The vectorised similarity pass equals the per-caption reference loop (upstream's algorithm):
-eval mode for every head, any shard / chunk split (incl. one-image and one-caption pieces), and
-train mode (per-caption BatchNorm statistics, running stats, gradients)."""
+"""The fast similarity paths equal the per-caption reference loop (upstream's algorithm):
+lhsc/fastsim.py in eval mode for every head, any shard / chunk split (incl. one-image and
+one-caption pieces); lhsc/fasttrain.py in train mode (per-caption BatchNorm statistics, running
+stats, gradients)."""
 import copy
 
 import numpy as np
 import pytest
 import torch
 
+from lhsc import fastsim, fasttrain
 from lhsc import gemm as gemms
 from lhsc.evaluation import caption_chunks, shard_attn_scores
 from lhsc.model import build_model
@@ -47,7 +49,7 @@ def test_vectorised_equals_reference_in_eval(make_opt, model, head, gemm):
     img, cap = random_embeddings(6, lens)
     with torch.no_grad():
         reference = wrapper.sim_enc.forward_loop(img, cap, lens)
-        fast = wrapper.sim_enc(img, cap, lens, gemm=gemms.select(gemm, 'cpu'))
+        fast = fastsim.scores(wrapper.sim_enc, img, cap, lens, gemm=gemms.select(gemm, 'cpu'))
     assert fast.shape == reference.shape == (6, 8)
     assert (fast - reference).abs().max().item() <= 1e-5
     assert reference.std().item() > 1e-3  # not a degenerate constant matrix
@@ -100,7 +102,7 @@ def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head)
     img, cap = random_embeddings(5, lens, seed=5)
     loop_enc, fast_enc = copy.deepcopy(wrapper.sim_enc), copy.deepcopy(wrapper.sim_enc)
     ref = loop_enc.forward_loop(img, cap, lens)
-    fast = fast_enc(img, cap, lens)
+    fast = fasttrain.scores(fast_enc, img, cap, lens)
     assert (fast - ref).abs().max().item() <= 1e-5
     for (k, a), b in zip(loop_enc.state_dict().items(), fast_enc.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k   # running stats, caption by caption
