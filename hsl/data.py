@@ -6,12 +6,12 @@ import torch
 import torch.utils.data as data
 
 from common.checkpoint import load_pickle
+from common.errors import InputError
 from common.runtime import distributed_sampler, make_generator, seed_worker
 from common.text import tokenize
 from common.vocab import Vocabulary
-from hsl.records import Product, Query
+from hsl.records import VOCAB_FILE, Product, Query
 
-VOCAB_FILE = 'kddcup_vocab.pkl'
 # SCAN's vocab.Vocabulary pickled by the authors (and '__main__' when pickled from a script)
 VOCAB_ALIASES = {'vocab.Vocabulary': Vocabulary, '__main__.Vocabulary': Vocabulary}
 
@@ -25,8 +25,16 @@ def load_vocab(path):
     return load_pickle(path, aliases=VOCAB_ALIASES)
 
 
-def load_records(path):
-    return load_pickle(path, allow=(Query, Product))
+def load_records(path, kind=(Query, Product)):
+    """A parsed `.pkl` (Query or Product) through the allow-list loader; nothing else is unpickled."""
+    if not os.path.isfile(path):
+        raise InputError('%s: file not found (parsed data missing or stale: run parse_dataset.py '
+                         'with the same --data_path --data_name)' % path)
+    records = load_pickle(path, allow=(Query, Product))
+    if not isinstance(records, kind):
+        raise InputError('%s: holds a %s, not the parsed %s; re-run parse_dataset.py'
+                         % (path, type(records).__name__, ' or '.join(k.__name__ for k in kind)))
+    return records
 
 
 def split_file(opt, split, name):
@@ -41,9 +49,17 @@ def query_to_ids(vocab, query):
     return torch.Tensor(ids)
 
 
+def load_products_files(folder, split):
+    """The parsed products of a split folder, with their box features memory-mapped."""
+    prods = load_records(os.path.join(folder, '{}.products.pkl'.format(split)), Product)
+    prods.load_images(os.path.join(folder, '{}.ids.txt'.format(split)),
+                      os.path.join(folder, '{}.features.npy'.format(split)))
+    return prods
+
+
 def load_products(opt, split):
     print('=> loading products...')
-    prods = load_records(split_file(opt, split, '{}.products.pkl'.format(split)))
+    prods = load_records(split_file(opt, split, '{}.products.pkl'.format(split)), Product)
     print('=> products loaded...')
     print('=> loading product features...')
     prods.load_images(split_file(opt, split, '{}.ids.txt'.format(split)),
@@ -60,7 +76,7 @@ class TrainDataset(data.Dataset):
         self.top_k = opt.top_k
         print('=> loading queries...')
         name = 'train.queries.duplicate.pkl' if opt.use_dup else 'train.queries.pkl'
-        self.queries = load_records(split_file(opt, 'train', name))
+        self.queries = load_records(split_file(opt, 'train', name), Query)
         print('=> queries loaded')
         self.prods = load_products(opt, 'train')
         self.length = len(self.queries)
@@ -83,7 +99,7 @@ class EvalDataset(data.Dataset):
         self.vocab = vocab
         self.top_k = opt.top_k
         print('=> loading queries...')
-        self.queries = load_records(split_file(opt, split, '{}.queries.pkl'.format(split)))
+        self.queries = load_records(split_file(opt, split, '{}.queries.pkl'.format(split)), Query)
         print('=> queries loaded')
         self.prods = load_products(opt, split)
         self.length = len(self.queries)
@@ -146,12 +162,16 @@ def get_train_loader(vocab, opt, shuffle=True):
         collate_fn=collate_fn_train, worker_init_fn=seed_worker, generator=make_generator(opt.seed))
 
 
-def get_test_loader(vocab, opt, split, batch_size=4):
-    evalset = EvalDataset(opt, vocab, split)
+def eval_loader(evalset, batch_size=4, num_workers=0):
+    """Upstream's eval loader over an EvalDataset: batches of 4 queries, in file order."""
     return torch.utils.data.DataLoader(
         dataset=evalset, batch_size=batch_size, shuffle=False,
-        pin_memory=torch.cuda.is_available(), num_workers=opt.num_workers,
+        pin_memory=torch.cuda.is_available(), num_workers=num_workers,
         collate_fn=collate_fn_eval)
+
+
+def get_test_loader(vocab, opt, split, batch_size=4):
+    return eval_loader(EvalDataset(opt, vocab, split), batch_size, opt.num_workers)
 
 
 def encode_query_batch(vocab, texts):

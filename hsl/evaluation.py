@@ -1,20 +1,22 @@
-"""Validation: score every query's candidate pool, NDCG@5 per query, mean over queries
-(upstream HSL/evaluation.py). `evaluate` encodes each product once per chunk of queries;
-`evaluate_naive` keeps upstream's per-query loop (reference for tests and the benchmark)."""
-import logging
+"""Validation as upstream does it (HSL/evaluation.py): for each query, encode its whole candidate
+pool with the query repeated, score the four levels, NDCG@5 per query, mean over queries.
+
+This is the reference path. `hsl/evaluation_fast.py` computes the same numbers faster behind the
+same `evaluate` signature; main.py picks one with `--eval_naive` (this one) or not (the fast one).
+The result object, the level weights and the `--score_to` writer below are shared by both.
+"""
+import logging as _logging
 import time
 
 import numpy as np
 import torch
 
-from common.runtime import autocast
-from hsl.data import encode_query_batch, product_batch
+from common.errors import InputError
+from common.progress import progress
+from common.safeio import NonFiniteError
 from hsl.metric import K, NDCGScorer, cal_ndcg, random_ndcg
-from hsl.model import cal_scores, cal_scores2
 from hsl.records import Scores
 from hsl.utils import AverageMeter
-
-PRODUCT_BATCH = 64
 
 
 class EvalResult(object):
@@ -55,9 +57,13 @@ def combine_levels(scores1, scores2, scores3, scores4):
 
 
 def record_query(result, query_id, pool, scores, answer, scorer, sort_key):
+    if not np.isfinite(scores).all():
+        raise NonFiniteError('query %s: non-finite scores (NaN/inf): the checkpoint weights or the box '
+                             'features hold NaN/inf values (or --score_agg top<k> reads k=0: see '
+                             '--fix_topk); no nDCG is reported' % query_id)
     gdprods = answer.get(query_id)
     if gdprods is None:
-        logging.warning('WARNING: query %s is not in the answer file; counted as nDCG 0', query_id)
+        _logging.warning('WARNING: query %s is not in the answer file; counted as nDCG 0', query_id)
         gdprods = []
     result.per_query[query_id] = cal_ndcg(scores, pool, gdprods, scorer, query_id)
     order = np.argsort(scores)[::-1]
@@ -69,7 +75,14 @@ def record_query(result, query_id, pool, scores, answer, scorer, sort_key):
     result.random[query_id] = random_ndcg(len(pool), relevant, K)
 
 
-def _finish(result, out_path, logging):
+def check_not_empty(num_queries, where='the valid split'):
+    """An empty evaluation set is an error, never an nDCG of 0."""
+    if num_queries == 0:
+        raise InputError('%s has no queries: nothing to evaluate. Check the parsed valid files '
+                         '(re-run parse_dataset.py on a valid.tsv with rows)' % where)
+
+
+def finish(result, out_path, logging):
     """--score_to: upstream's Scores CSV, rows in upstream's order."""
     if out_path is None:
         return
@@ -81,89 +94,22 @@ def _finish(result, out_path, logging):
     logging('Scores dumped to {}'.format(out_path))
 
 
-def _to_numpy(t):
+def to_numpy(t):
     return t.float().cpu().numpy()
 
 
-def encode_texts(model, vocab, texts, return_lengths=False):
-    """The four text embeddings (each (Q, e), float32) of a list of query strings."""
-    ids, lengths = encode_query_batch(vocab, texts)
-    with autocast(model.device, model.amp):
-        embs = model.net.encode_text(ids.to(model.device), lengths.to(model.device))
-    embs = [e.float() for e in embs]
-    return (embs, lengths) if return_lengths else embs
-
-
-def encode_products(model, prods, product_ids, top_k, batch_size=PRODUCT_BATCH):
-    """Image embeddings of each product once: x1, x2 (P, B, e) zero-padded, x3, x4 (P, e), num_boxes."""
-    levels, all_boxes = [[], [], [], []], []
-    for b in range(0, len(product_ids), batch_size):
-        images, num_boxes = product_batch(prods, product_ids[b:b + batch_size], top_k)
-        with autocast(model.device, model.amp):
-            embs = model.net.encode_images(images.to(model.device), num_boxes.to(model.device))
-        for level, emb in zip(levels, embs):
-            level.append(emb.float())
-        all_boxes.append(num_boxes)
-    width = max(e.size(1) for e in levels[0])
-    for level in (0, 1):  # object-level embeddings: pad boxes to one width
-        levels[level] = [torch.nn.functional.pad(e, (0, 0, 0, width - e.size(1))) for e in levels[level]]
-    return [torch.cat(level) for level in levels] + [torch.cat(all_boxes).to(model.device)]
-
-
-def score_pool(model, text, q, products, rows):
-    """Upstream's eval score of query q (row of `text`) against products[rows], numpy float32."""
-    x1, x2, x3, x4, num_boxes = products
-    nb = num_boxes[rows]
-    levels = (cal_scores(x1[rows], text[0][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
-              cal_scores(x2[rows], text[1][q:q + 1], nb, model.score_agg, model.fix_topk)[0],
-              cal_scores2(x3[rows], text[2][q:q + 1])[0],
-              cal_scores2(x4[rows], text[3][q:q + 1])[0])
-    return combine_levels(*[_to_numpy(s) for s in levels])
-
-
 @torch.no_grad()
-def evaluate(model, dataset, answer, scorer=None, log_step=50, logging=print, out_path=None,
-             chunk=128, batch_size=4):
-    """Fast path: per chunk of queries, encode texts once and each distinct product once.
-    `batch_size` is upstream's eval batch (4): it only fixes the order of the final mean."""
-    scorer = scorer or NDCGScorer(K)
-    result = EvalResult()
-    model.val_start()
-    queries = dataset.queries
-    batch_time, end = AverageMeter(), time.time()
-    n_chunks = (len(queries) + chunk - 1) // chunk
-    for c, start in enumerate(range(0, len(queries), chunk)):
-        items = [queries(i) for i in range(start, min(start + chunk, len(queries)))]
-        text, lengths = encode_texts(model, dataset.vocab, [text for (_, text), _ in items],
-                                     return_lengths=True)
-        distinct = list(dict.fromkeys(pid for _, pool in items for pid in pool))
-        position = {pid: i for i, pid in enumerate(distinct)}
-        products = encode_products(model, dataset.prods, distinct, dataset.top_k)
-        for q, ((query_id, _), pool) in enumerate(items):
-            rows = torch.tensor([position[pid] for pid in pool], device=model.device)
-            scores = score_pool(model, text, q, products, rows)
-            i = start + q
-            record_query(result, query_id, pool, scores, answer, scorer,
-                         (i // batch_size, -int(lengths[q]), i))
-        batch_time.update(time.time() - end)
-        end = time.time()
-        if c % max(1, log_step * 4 // chunk) == 0:
-            logging('Eval: [{0}/{1}]\tTime {batch_time.val:.3f} ({batch_time.avg:.3f})\t'
-                    .format(c, n_chunks, batch_time=batch_time))
-    _finish(result, out_path, logging)
-    return result
-
-
-@torch.no_grad()
-def evaluate_naive(model, data_loader, answer, scorer=None, log_step=50, logging=print,
-                   out_path=None):
+def evaluate(model, data_loader, answer, scorer=None, log_step=50, logging=print, out_path=None,
+             show_progress=True):
     """Upstream's loop: for each query, repeat its ids over the pool and encode the whole pool."""
+    check_not_empty(len(data_loader.dataset))
     scorer = scorer or NDCGScorer(K)
     result = EvalResult()
     model.val_start()
     batch_time, end = AverageMeter(), time.time()
+    batches = progress(data_loader, desc='eval (reference)', unit='batch', enabled=show_progress)
     for index, (padded_images, pool_sizes, num_boxess, prodss, queries, lengths, query_ids, _) \
-            in enumerate(data_loader):
+            in enumerate(batches):
         for i, size in enumerate(pool_sizes):
             imgs = padded_images[i, :size, :, :]
             query = queries[i].view(1, -1).expand(imgs.size(0), -1)
@@ -171,12 +117,15 @@ def evaluate_naive(model, data_loader, answer, scorer=None, log_step=50, logging
             embs = model.forward_emb(imgs, num_boxess[i], query, lens, no_grad=True)
             embs = [e.float() for e in embs]
             levels = [s[0] for s in model.score_levels(embs, num_boxess[i])]
-            scores = combine_levels(*[_to_numpy(s) for s in levels])
+            scores = combine_levels(*[to_numpy(s) for s in levels])
             record_query(result, query_ids[i], prodss[i], scores, answer, scorer, (result.num_queries,))
         batch_time.update(time.time() - end)
         end = time.time()
         if index % log_step == 0:
             logging('Eval: [{0}/{1}]\tTime {batch_time.val:.3f} ({batch_time.avg:.3f})\t'
                     .format(index, len(data_loader), batch_time=batch_time))
-    _finish(result, out_path, logging)
+    finish(result, out_path, logging)
     return result
+
+
+evaluate_naive = evaluate  # the name this loop had before the fast path moved out

@@ -22,13 +22,12 @@ import time
 from array import array
 
 import numpy as np
-from tqdm import tqdm
 
 from common.atomic import atomic_open
-from common.text import tokenize
-from common.vocab import build_vocab
-from hsl.data import VOCAB_FILE, load_vocab
-from hsl.records import Product, Query
+from common.errors import InputError, cli_main
+from common.progress import add_progress_arg, progress
+from common.safeio import check_writable_dir, cleanup_stale_tmp
+from hsl.records import VOCAB_FILE, Product, Query
 
 COLUMNS = ('product_id', 'image_h', 'image_w', 'num_boxes', 'boxes', 'features',
            'class_labels', 'query', 'query_id')
@@ -36,7 +35,7 @@ INT_COLUMNS = (0, 1, 2, 3, 8)
 NPY_HEADER_BYTES = 128  # fixed, so the final shape can be written over a placeholder
 
 
-class ParseError(ValueError):
+class ParseError(InputError, ValueError):
     """A malformed TSV row; the message names file, line and field."""
 
 
@@ -75,6 +74,8 @@ def parse_row(line, path, lineno, feature_dim=2048):
         raise row_error(path, lineno, 'num_boxes', 'must be >= 1, got %d' % n)
     boxes = decode_b64(fields[4], path, lineno, 'boxes', n * 4 * 4)
     features = decode_b64(fields[5], path, lineno, 'features', n * feature_dim * 4)
+    if not np.isfinite(np.frombuffer(features, '<f4')).all():
+        raise row_error(path, lineno, 'features', 'holds NaN or inf values')
     labels = decode_b64(fields[6], path, lineno, 'class_labels', n * 8)
     try:
         query = fields[7].decode('utf-8')
@@ -88,7 +89,8 @@ class NpyAppender(object):
 
     def __init__(self, path, dim):
         self.path, self.dim, self.rows = path, dim, 0
-        self.tmp = path + '.partial'
+        # named like atomic_open's temp files, so cleanup_stale_tmp removes it after a kill
+        self.tmp = os.path.join(os.path.dirname(path), '.%s.stream.tmp' % os.path.basename(path))
         self.f = open(self.tmp, 'wb')
         self.f.write(self._header(0))
 
@@ -185,13 +187,13 @@ def dump(obj, path):
         pickle.dump(obj, f, protocol=4)
 
 
-def parse_split(tsv_path, writer, feature_dim=2048, skip_bad_rows=False, progress=True):
+def parse_split(tsv_path, writer, feature_dim=2048, skip_bad_rows=False, show_progress=True):
     """Stream one TSV into `writer`; returns (rows kept, rows skipped)."""
     kept = skipped = 0
     size = os.path.getsize(tsv_path)
     with open(tsv_path, 'rb', buffering=1 << 22) as f, \
-            tqdm(total=size, unit='B', unit_scale=True, desc=os.path.basename(tsv_path),
-                 disable=not progress, mininterval=1.0) as bar:
+            progress(total=size, unit='B', unit_scale=True, desc=os.path.basename(tsv_path),
+                     enabled=show_progress, mininterval=1.0) as bar:
         header = f.readline()
         bar.update(len(header))
         names = tuple(header.rstrip(b'\r\n').decode('utf-8', 'replace').split('\t'))
@@ -229,6 +231,9 @@ def write_vocab(vocab, path):
 
 
 def make_vocab(train_writer, threshold):
+    # nltk (through common.text) takes seconds to import: only here, so `--help` answers at once
+    from common.text import tokenize
+    from common.vocab import build_vocab
     cached_tokenize = functools.lru_cache(maxsize=1 << 20)(tokenize)
     return build_vocab(train_writer.row_texts(), threshold, tokenize=cached_tokenize)
 
@@ -246,37 +251,52 @@ def build_parser():
                         help='replace an existing kddcup_vocab.pkl (default: keep it, e.g. the authors\')')
     parser.add_argument('--skip_bad_rows', action='store_true',
                         help='skip and count malformed rows instead of stopping at the first one')
-    parser.add_argument('--no_progress', action='store_true', help='no tqdm bar')
+    add_progress_arg(parser)
     return parser
 
 
-def main(argv=None):
-    opt = build_parser().parse_args(argv)
-    logging.basicConfig(format='%(asctime)s %(message)s', level=logging.INFO)
+def split_paths(opt):
+    """{split: (tsv, folder)}; every TSV must exist and every folder be writable before parsing."""
     root = os.path.join(opt.data_path, opt.data_name)
-    writers = {}
+    paths = {}
     for split in opt.splits:
         tsv = os.path.join(root, split, '%s.tsv' % split)
         if not os.path.isfile(tsv):
-            raise SystemExit('error: %s not found (expected {data_path}/{data_name}/%s/%s.tsv)'
-                             % (tsv, split, split))
-        writer = SplitWriter(os.path.join(root, split), split, opt.feature_dim)
-        start = time.time()
-        try:
-            kept, skipped = parse_split(tsv, writer, opt.feature_dim, opt.skip_bad_rows,
-                                        progress=not opt.no_progress)
-            writer.close()
-        except ParseError as err:
-            writer.features.abort()
-            raise SystemExit('error: %s\n(use --skip_bad_rows to skip malformed rows)' % err)
-        elapsed = time.time() - start
-        print('=> %s: %d rows, %d products, %d boxes%s (%.1f s, %.1f MB/s)' % (
-            split, kept, len(writer.pids), writer.features.rows,
-            ', skipped %d malformed rows' % skipped if skipped else '', elapsed,
-            os.path.getsize(tsv) / 1e6 / max(elapsed, 1e-9)))
-        writers[split] = writer
+            raise InputError('%s not found (expected {data_path}/{data_name}/%s/%s.tsv)' % (tsv, split, split))
+        folder = os.path.dirname(tsv)
+        cleanup_stale_tmp(folder)
+        check_writable_dir(folder, 'output folder of the parsed %s files' % split)
+        paths[split] = (tsv, folder)
+    return paths
 
-    vocab_path = os.path.join(root, VOCAB_FILE)
+
+def parse_one(split, tsv, folder, opt):
+    writer = SplitWriter(folder, split, opt.feature_dim)
+    start = time.time()
+    try:
+        kept, skipped = parse_split(tsv, writer, opt.feature_dim, opt.skip_bad_rows,
+                                    show_progress=not opt.no_progress)
+        if kept == 0:
+            raise InputError('%s: no data rows%s; nothing to parse' % (
+                tsv, ' left after skipping %d malformed rows' % skipped if skipped else ''))
+        writer.close()
+    except ParseError as err:
+        writer.features.abort()
+        raise InputError('%s\n(use --skip_bad_rows to skip malformed rows)' % err) from None
+    except BaseException:
+        writer.features.abort()
+        raise
+    elapsed = time.time() - start
+    print('=> %s: %d rows, %d products, %d boxes%s (%.1f s, %.1f MB/s)' % (
+        split, kept, len(writer.pids), writer.features.rows,
+        ', skipped %d malformed rows' % skipped if skipped else '', elapsed,
+        os.path.getsize(tsv) / 1e6 / max(elapsed, 1e-9)))
+    return writer
+
+
+def write_or_keep_vocab(opt, writers):
+    from hsl.data import load_vocab  # torch loads with it: after parsing, for a fast `--help`
+    vocab_path = os.path.join(opt.data_path, opt.data_name, VOCAB_FILE)
     if os.path.isfile(vocab_path) and not opt.rebuild_vocab:
         print('=> keeping existing vocabulary %s (%d words); use --rebuild_vocab to replace it'
               % (vocab_path, len(load_vocab(vocab_path))))
@@ -288,5 +308,13 @@ def main(argv=None):
         print('=> no train split parsed: vocabulary %s not built' % vocab_path)
 
 
+def main(argv=None):
+    opt = build_parser().parse_args(argv)
+    logging.basicConfig(format='%(asctime)s %(message)s', level=logging.INFO)
+    paths = split_paths(opt)
+    writers = {split: parse_one(split, tsv, folder, opt) for split, (tsv, folder) in paths.items()}
+    write_or_keep_vocab(opt, writers)
+
+
 if __name__ == '__main__':
-    main()
+    cli_main(main)

@@ -1,7 +1,7 @@
 """Command-line options of main.py: every upstream flag (parser.py) with its default, plus port flags."""
 import argparse
 
-from common.runtime import add_runtime_args
+from common.progress import add_progress_arg
 
 
 def build_parser():
@@ -88,23 +88,46 @@ def build_parser():
                            '(weights only; epoch, optimizer, schedule and best score restart)')
     port.add_argument('--opt_from_checkpoint', action='store_true',
                       help="take the model flags (sizes, --glove, --no_txtnorm, --score_agg, --top_k) "
-                           "from --resume's stored opt instead of the command line")
+                           "from --resume's stored opt, over any given on the command line; "
+                           "evaluation (--test) already takes those not given explicitly")
     port.add_argument('--fix_topk', action='store_true',
                       help='parse every digit of --score_agg top<k> (upstream reads only the last one)')
     port.add_argument('--eval_naive', action='store_true',
-                      help="evaluate with upstream's per-query loop (slow reference path)")
+                      help="evaluate with upstream's per-query loop (hsl/evaluation.py, the slow "
+                           "reference) instead of the fast path (hsl/evaluation_fast.py)")
     port.add_argument('--eval_batch_size', default=4, type=int,
                       help='queries per batch of the naive evaluation loop (upstream: 4)')
     port.add_argument('--eval_chunk', default=128, type=int,
                       help='queries whose candidate products are encoded together (fast evaluation; '
                            'memory ~ chunk x pool x top_k x embed_size x 8 bytes)')
-    add_runtime_args(parser, device_default='auto')
+    add_runtime_flags(parser)
+    add_progress_arg(parser)
     return parser
+
+
+def add_runtime_flags(parser):
+    """--device/--seed/--deterministic/--amp, spelled as common.runtime.add_runtime_args spells them;
+    written here because common.runtime imports torch, and `--help` must not wait for it."""
+    runtime = parser.add_argument_group('runtime')
+    runtime.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda or cuda:N')
+    runtime.add_argument('--seed', default=None, type=int, help='seed python, numpy and torch')
+    runtime.add_argument('--deterministic', action='store_true',
+                         help='use deterministic algorithms (slower; errors on ops without one)')
+    runtime.add_argument('--amp', action='store_true',
+                         help='mixed precision on CUDA (changes numerics; no-op on CPU)')
 
 
 def get_parser(argv=None):
     """Parse `argv` (default sys.argv) and return the options Namespace, as upstream get_parser()."""
     return build_parser().parse_args(argv)
+
+
+def explicit_options(argv=None):
+    """Names (dests) of the options given on the command line, whatever their value."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 
 if __name__ == '__main__':

@@ -9,6 +9,10 @@ import csv
 import numpy as np
 
 from common.atomic import atomic_open
+from common.errors import InputError
+from common.safeio import load_npy, read_text_lines
+
+VOCAB_FILE = 'kddcup_vocab.pkl'  # beside the split folders: {data_path}/{data_name}/kddcup_vocab.pkl
 
 
 def box_areas(boxes):
@@ -64,15 +68,18 @@ class Product(object):
 
     def load_images(self, ids_path, features_path):
         """Memory-map the features; ids.txt must list this object's products in order."""
-        with open(ids_path) as f:
-            ids = [line.strip() for line in f if line.strip()]
+        ids = [line.strip() for line in read_text_lines(ids_path, 'product id list') if line.strip()]
+        for number, text in enumerate(ids, 1):
+            if not text.isdigit():
+                raise InputError('%s:%d: not a product id: %r; re-run parse_dataset.py'
+                                 % (ids_path, number, text[:40]))
         if len(ids) != len(self) or any(int(a) != int(b) for a, b in zip(ids, self.product_ids)):
-            raise ValueError('%s does not match the products pickle (%d ids vs %d products); '
+            raise InputError('%s does not match the products pickle (%d ids vs %d products); '
                              're-run parse_dataset.py' % (ids_path, len(ids), len(self)))
-        self.features = np.load(features_path, mmap_mode='r')
+        self.features = load_npy(features_path, mmap_mode='r', ndim=2, what='box features')
         self.features_path = features_path
         if self.features.shape[0] != int(self.num_boxes.sum()):
-            raise ValueError('%s has %d rows, the products pickle expects %d boxes; re-run '
+            raise InputError('%s has %d rows, the products pickle expects %d boxes; re-run '
                              'parse_dataset.py' % (features_path, self.features.shape[0],
                                                    int(self.num_boxes.sum())))
 

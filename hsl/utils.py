@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from common import logger as common_logger
+from common.errors import InputError
 
 GLOVE_DIM = 300  # hard-coded upstream (utils.py:104, model.py:164)
 
@@ -48,14 +49,25 @@ def l2norm(X, dim=-1, eps=1e-8):
 
 
 def load_word2vec(filename, binary=True):
-    from gensim.models import KeyedVectors
+    """gensim KeyedVectors of a word2vec file; missing, truncated or garbled files are clear errors."""
+    from gensim.models import KeyedVectors  # here: gensim takes seconds to import, only --glove needs it
     if not os.path.isfile(filename):
         raise GloveMissingError(
             'GloVe file not found: %s\n  --glove needs glove.42B.300d converted to word2vec binary '
             '(http://nlp.stanford.edu/data/glove.42B.300d.zip, then gensim KeyedVectors.'
             'load_word2vec_format(txt, binary=False, no_header=True).save_word2vec_format('
             '"glove_model.bin", binary=True)); pass its path with --glove_path.' % filename)
-    return KeyedVectors.load_word2vec_format(filename, binary=binary)
+    try:
+        vectors = KeyedVectors.load_word2vec_format(filename, binary=binary)
+    except (EOFError, ValueError, UnicodeDecodeError, IndexError, OverflowError, MemoryError) as err:
+        raise InputError('%s: truncated or not a word2vec %s file (%s: %s); rebuild it as the README '
+                         'says (gensim save_word2vec_format(..., binary=True))'
+                         % (filename, 'binary' if binary else 'text', type(err).__name__,
+                            str(err).splitlines()[0][:200] if str(err) else '')) from None
+    if vectors.vector_size != GLOVE_DIM:
+        raise InputError('%s: vectors have %d values, HSL needs %d (glove.42B.300d)'
+                         % (filename, vectors.vector_size, GLOVE_DIM))
+    return vectors
 
 
 def get_we_parameter(vocab, w2v_file):

@@ -8,9 +8,10 @@ import pytest
 
 from common.checkpoint import load_checkpoint
 from hsl import main as hsl_main
-from hsl.data import VOCAB_ALIASES, EvalDataset, load_vocab
-from hsl.evaluation import evaluate, evaluate_naive
-from hsl.main import _naive_loader
+from common.errors import InputError
+from hsl.data import VOCAB_ALIASES, EvalDataset, eval_loader, load_vocab
+from hsl.evaluation import evaluate
+from hsl.evaluation_fast import evaluate as evaluate_fast
 from hsl.metric import official_ndcg
 from hsl.model import HSL
 
@@ -36,12 +37,12 @@ def tiny_model_and_set(hh, tiny_root, cfg, extra=()):
 
 
 @pytest.mark.parametrize('cfg', ['A', 'B'])
-def test_fast_and_naive_evaluation_equal_upstream(cfg, hh, tiny, tiny_root, reference, tmp_path):
+def test_fast_evaluation_equals_reference_and_upstream(cfg, hh, tiny, tiny_root, reference, tmp_path):
     model, val_set, opt = tiny_model_and_set(hh, tiny_root, cfg)
     answer = tiny['answer']
     want = upstream_scores(hh, cfg)
-    fast = evaluate(model, val_set, answer, out_path=str(tmp_path / 'fast.csv'), chunk=3)
-    naive = evaluate_naive(model, _naive_loader(val_set, opt), answer)
+    fast = evaluate_fast(model, eval_loader(val_set), answer, out_path=str(tmp_path / 'fast.csv'), chunk=3)
+    naive = evaluate(model, eval_loader(val_set), answer)
     for result in (fast, naive):
         assert result.num_queries == 4
         got = {(q, p): float(s) for q, pool in
@@ -62,7 +63,7 @@ def test_fast_and_naive_evaluation_equal_upstream(cfg, hh, tiny, tiny_root, refe
 
 def test_official_ndcg_counts_out_of_pool_answers(hh, tiny, tiny_root):
     model, val_set, _ = tiny_model_and_set(hh, tiny_root, 'A')
-    result = evaluate(model, val_set, tiny['answer'])
+    result = evaluate_fast(model, eval_loader(val_set), tiny['answer'])
     official = official_ndcg(result.rankings, tiny['answer'])
     # query 102's answer holds product 99, absent from its pool: only the official IDCG counts it
     assert official < result.nDCG
@@ -99,21 +100,50 @@ def test_main_eval_only_prints_upstream_line_and_writes_json(hh, tiny_root, refe
 def test_missing_relevant_candidate_warns_and_counts_zero(hh, tiny, tiny_root, caplog):
     model, val_set, _ = tiny_model_and_set(hh, tiny_root, 'B')
     answer = dict(tiny['answer'], **{'103': [424242]})
-    result = evaluate(model, val_set, answer)
+    result = evaluate_fast(model, eval_loader(val_set), answer)
     assert result.per_query['103'] == 0.0
     assert any('103' in rec.getMessage() and 'no relevant product' in rec.getMessage()
                for rec in caplog.records)
 
 
-def test_eval_with_wrong_flags_is_a_clear_error(hh, tiny_root, tmp_path):
+def test_resuming_training_with_wrong_flags_is_a_clear_error(hh, tiny_root, tmp_path):
     data = os.path.join(tiny_root, 'data')
-    argv = ['--test', '--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+    argv = ['--logger_name', str(tmp_path / 'run'), '--resume',
+            os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
             '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'),
             '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
             '--num_workers', '0', '--device', 'cpu'] + hh.TINY_SIZES  # --glove forgotten
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         hsl_main.main(argv)
     assert 'repeat the training flags' in str(err.value) and '--glove' in str(err.value)
+
+
+def readme_eval_argv(hh, data, *extra):
+    """The README's bare testing command (no training flags), pointed at the tiny data."""
+    return ['--eval_only', '--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+            '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'),
+            '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
+            '--glove_path', os.path.join(data, 'absent.bin'), '--num_workers', '0',
+            '--device', 'cpu'] + list(extra)
+
+
+def test_readme_eval_command_takes_model_options_from_the_checkpoint(hh, tiny_root, reference, capsys):
+    data = os.path.join(tiny_root, 'data')
+    result = hsl_main.main(readme_eval_argv(hh, data))
+    assert result.nDCG == float(reference['A_ndcg'])
+    out = capsys.readouterr().out
+    taken = [line for line in out.splitlines() if line.startswith('=> model options from ')][0]
+    for option in ("glove=True", "no_txtnorm=True", "score_agg='mean'", 'embed_size=12', 'img_dim=16'):
+        assert option in taken
+
+
+def test_explicit_flag_that_contradicts_the_checkpoint_is_a_clear_error(hh, tiny_root):
+    data = os.path.join(tiny_root, 'data')
+    with pytest.raises(InputError) as err:
+        hsl_main.main(readme_eval_argv(hh, data, '--score_agg', 'max', '--embed_size', '12'))
+    text = str(err.value)
+    assert "--score_agg 'max' (checkpoint: 'mean')" in text and 'upstream_ckpt_glove.pth.tar' in text
+    assert 'embed_size' not in text  # agrees with the checkpoint
 
 
 def test_opt_from_checkpoint_rebuilds_the_model_without_training_flags(hh, tiny_root, reference, capsys):
@@ -132,7 +162,7 @@ def test_missing_parsed_files_are_a_clear_error(hh, tiny_root, tmp_path):
     argv = ['--test', '--data_path', str(tmp_path), '--vocab_path', os.path.join(data, 'KDDCup2020'),
             '--answer_path', os.path.join(data, 'kddcup', 'valid', 'valid_answer.json'),
             '--num_workers', '0', '--device', 'cpu'] + hh.TINY_SIZES
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         hsl_main.main(argv)
     assert 'valid.queries.pkl: file not found' in str(err.value) and 'parse_dataset.py' in str(err.value)
 

@@ -5,7 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from common.vocab import Vocabulary
+from common.errors import InputError
+from common.vocab import Vocabulary, build_vocab
 from hsl import parse_dataset
 from hsl.data import load_records, load_vocab
 
@@ -103,11 +104,11 @@ def test_malformed_row_names_file_line_and_field(case, tmp_path, hh):
     bad, message = _bad_rows(hh)[case]
     tsv = tmp_path / 'KDDCup2020' / 'train' / 'train.tsv'
     hh.write_tsv(str(tsv), [hh.tsv_row(1, feats(2, 0), 'ok', 1), bad])
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         run_parse(tmp_path)
     text = str(err.value)
     assert '%s:3' % tsv in text and message in text and '--skip_bad_rows' in text
-    assert not (tmp_path / 'KDDCup2020' / 'train' / 'train.features.npy.partial').exists()
+    assert not list((tmp_path / 'KDDCup2020' / 'train').glob('.*.tmp'))  # no partial features file
 
 
 def test_skip_bad_rows_counts_and_keeps_good_rows(tmp_path, hh, capsys):
@@ -123,19 +124,19 @@ def test_skip_bad_rows_counts_and_keeps_good_rows(tmp_path, hh, capsys):
 def test_bad_header_is_reported(tmp_path, hh):
     tsv = tmp_path / 'KDDCup2020' / 'train' / 'train.tsv'
     hh.write_tsv(str(tsv), [hh.tsv_row(1, feats(1, 0), 'x', 1)], header='a\tb\n')
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         run_parse(tmp_path)
     assert '%s:1' % tsv in str(err.value) and 'header' in str(err.value)
 
 
 def test_missing_tsv_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         run_parse(tmp_path)
     assert 'train.tsv not found' in str(err.value)
 
 
 def test_vocab_pickle_round_trip(tmp_path):
-    vocab = parse_dataset.build_vocab(['Red dress', "women's red shoes", 'red'], 2)
+    vocab = build_vocab(['Red dress', "women's red shoes", 'red'], 2)
     parse_dataset.write_vocab(vocab, str(tmp_path / 'v.pkl'))
     again = load_vocab(str(tmp_path / 'v.pkl'))
     assert (again.word2idx, again.idx2word, again.idx) == (vocab.word2idx, vocab.idx2word, vocab.idx)

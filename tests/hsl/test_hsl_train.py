@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from common.checkpoint import load_checkpoint
+from common.errors import InputError
 from hsl import main as hsl_main
 from hsl.data import load_vocab
 from hsl.model import HSL
@@ -90,7 +91,7 @@ def test_upstream_checkpoint_resume_is_weights_only(hh, tiny_root, tmp_path, cap
 def test_glove_missing_stops_training_with_a_clear_message(hh, tiny_root, tmp_path):
     argv = train_argv(hh, tiny_root, str(tmp_path / 'run'), '--glove', '--glove_path',
                       str(tmp_path / 'absent.bin'))
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(InputError) as err:
         hsl_main.main(argv)
     assert 'GloVe file not found: %s' % (tmp_path / 'absent.bin') in str(err.value)
     assert '--glove_path' in str(err.value)
@@ -143,8 +144,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 @pytest.mark.cuda
 @cuda
 def test_cuda_amp_training_and_eval_match_cpu(hh, tiny, tiny_root):
-    from hsl.data import EvalDataset
-    from hsl.evaluation import evaluate
+    from hsl.data import EvalDataset, eval_loader
+    from hsl.evaluation_fast import evaluate
     data = os.path.join(tiny_root, 'data')
     vocab = load_vocab(os.path.join(data, 'KDDCup2020', 'kddcup_vocab.pkl'))
     results = {}
@@ -152,7 +153,7 @@ def test_cuda_amp_training_and_eval_match_cpu(hh, tiny, tiny_root):
         torch.manual_seed(0)
         opt = hh.tiny_opt('B', ['--data_path', data, '--num_workers', '0'])
         model = HSL(opt, device=device)
-        results[device] = evaluate(model, EvalDataset(opt, vocab, 'valid'), tiny['answer'])
+        results[device] = evaluate(model, eval_loader(EvalDataset(opt, vocab, 'valid')), tiny['answer'])
     for q in results['cpu'].scores:
         np.testing.assert_allclose(results['cuda'].scores[q], results['cpu'].scores[q], rtol=1e-3, atol=1e-4)
     torch.manual_seed(0)
