@@ -10,12 +10,14 @@ import os
 import torch
 import torch.nn as nn
 
+from common.errors import InputError
+
 LOGGER = logging.getLogger(__name__)
 
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(InputError, FileNotFoundError):
     """Pretrained backbone weights are not available locally."""
 
 

@@ -11,6 +11,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from common.errors import InputError
+
 LOGGER = logging.getLogger(__name__)
 
 DATA_MODES = [
@@ -20,7 +22,7 @@ DATA_MODES = [
 NEGA_MODES = ["RandomOnline", "RandomFix", "HardOnline", "HardFix"]
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """A data file is missing or malformed (message names file and line)."""
 
 

@@ -1,152 +1,48 @@
 """Evaluation actions of scripts/run.py: pair accuracy, rank (AUC/NDCG), FITB, codes, recommend.
 
-Default path = cached item codes: every distinct item is encoded once (CNN + encoder)
-and outfits are scored from the stored codes with the net's own score function.
-`per_outfit=True` runs upstream's loop (the CNN re-runs for every item of every
-outfit); both give the same scores (tests/fhn/test_fhn_cached_eval.py).
+Every action scores outfits through `fhn.scoring.make_scorer`: cached item codes by default,
+upstream's per-outfit loop with `per_outfit=True` (same scores, tests/fhn/test_fhn_cached_eval.py).
 """
 import logging
 import os
 import pickle
 import shutil
-import warnings
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
+from common.atomic import atomic_open
+from common.errors import InputError
+from common.progress import progress
+from common.safeio import save_npz_atomic
 from fhn import metrics
-from fhn.data import fill_second_top, get_dataloader, get_img_trans, make_datum
-from fhn.model import get_net, resolve_device, to_device  # noqa: F401  (resolve_device: re-exported)
+from fhn.codecache import CodeCache, slot_items
+from fhn.data import get_dataloader
+from fhn.model import get_net
+from fhn.grid import draw_outfit_grid
+from fhn.results_file import update_npz
+from fhn.scoring import make_scorer
 
 LOGGER = logging.getLogger("fhn")
 
 
-def update_npz(fn, results):
-    """Merge `results` into the npz `fn` (ragged per-user lists as object arrays, quirk 2)."""
-    if fn is None:
-        return
-    from common.checkpoint import atomic_open
-
-    if not fn.endswith(".npz"):
-        fn = fn + ".npz"  # what np.savez(fn) does with a bare name
-    if os.path.exists(fn):
-        with np.load(fn, allow_pickle=True) as old:
-            merged = dict(old)
-        merged.update(results)
-        results = merged
-    packed = {}
-    for key, value in results.items():
-        if isinstance(value, list) and value and isinstance(value[0], (list, np.ndarray)):
-            arr = np.empty(len(value), dtype=object)
-            for i, v in enumerate(value):
-                arr[i] = np.asarray(v)
-            value = arr
-        packed[key] = value
-    folder = os.path.dirname(fn)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with atomic_open(fn, "wb") as f:
-        np.savez(f, **packed)
+def eval_param(param):
+    """A copy of a data param for evaluation (unshuffled); the caller's config stays as it was."""
+    return param.replace(shuffle=False)
 
 
-# ----- cached item codes -------------------------------------------------------------
-class _ItemSet(Dataset):
-    """Distinct items of one category: image tensors or sentence vectors."""
-
-    def __init__(self, datum, cate, ids, branch):
-        self.datum, self.cate, self.ids, self.branch = datum, cate, ids, branch
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        n = int(self.ids[i])
-        if self.branch == "t":
-            return self.datum.load_semantics(self.cate, n)
-        img = self.datum.load_image(self.cate, n)
-        return self.datum.transforms(img) if self.datum.transforms else img
+def load_net(config, device, data_param):
+    """get_net + the item-list check against the checkpoint's training image lists."""
+    return get_net(config, device, data_param).eval()
 
 
-class CNNCounter(object):
-    """Counts images through net.features (forward hook)."""
-
-    def __init__(self, net):
-        self.count = 0
-        self.handle = None
-        if hasattr(net, "features"):
-            self.handle = net.features.register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        self.count += inputs[0].shape[0]
-
-    def close(self):
-        if self.handle is not None:
-            self.handle.remove()
-
-
-def slot_items(tuples, cate_map):
-    """(cate, item id) of every slot, after the -1 second-top fill."""
-    tuples = np.stack([fill_second_top(t) for t in tuples]) if len(tuples) else tuples
-    return {c: np.unique(tuples[:, [k for k, cc in enumerate(cate_map) if cc == c]])
-            for c in sorted(set(cate_map))}, tuples
-
-
-class CodeCache(object):
-    """Relaxed item codes per branch/category; each distinct item encoded once."""
-
-    def __init__(self, net, param, device, batch_size=64, num_workers=0, amp=False):
-        self.net, self.param, self.device = net, param, device
-        self.batch_size, self.num_workers, self.amp = batch_size, num_workers, amp
-        _, self.datum = make_datum(param, get_img_trans(param.phase, param.image_size))
-        self.codes = {}  # (branch, cate) -> {item id: row}, tensor
-
-    def encode(self, items_per_cate):
-        from common.runtime import autocast
-
-        for branch in self.net.branches():
-            for cate, ids in items_per_cate.items():
-                key = (branch, cate)
-                known = self.codes.get(key, ({}, None))
-                todo = [int(i) for i in ids if int(i) not in known[0]]
-                if not todo:
-                    continue
-                loader = DataLoader(_ItemSet(self.datum, cate, todo, branch),
-                                    batch_size=self.batch_size, num_workers=self.num_workers)
-                out = []
-                with torch.no_grad(), autocast(self.device, self.amp):
-                    for batch in loader:
-                        out.append(self.net.item_latent(cate, batch.to(self.device), branch).float())
-                index = dict(known[0])
-                start = len(index)
-                for j, i in enumerate(todo):
-                    index[i] = start + j
-                new = torch.cat(out)
-                table = new if known[1] is None else torch.cat([known[1], new])
-                self.codes[key] = (index, table)
-
-    def lookup(self, branch, cate, ids):
-        index, table = self.codes[(branch, cate)]
-        return table[torch.as_tensor([index[int(i)] for i in ids], device=table.device)]
-
-    def score(self, uidx, tuples, chunk=4096):
-        """(relaxed, binary) scores [N] of outfits `tuples` [N, K] for users `uidx` [N]."""
-        items, tuples = slot_items(tuples, self.param.cate_map)
-        self.encode(items)
-        users_all = self.net.user_latent().detach().float()
-        rel, binr = [], []
-        for s in range(0, len(tuples), chunk):
-            tp = tuples[s: s + chunk]
-            users = users_all[torch.as_tensor(np.asarray(uidx[s: s + chunk]), device=users_all.device).long()]
-            codes = {b: [self.lookup(b, c, tp[:, k]) for k, c in enumerate(self.param.cate_map)]
-                     for b in self.net.branches()}
-            with torch.no_grad():
-                score, b_score = self.net.scores_from_codes(users, codes)
-            rel.append(score.view(-1).cpu())
-            binr.append(b_score.view(-1).cpu())
-        if not rel:
-            return np.zeros(0), np.zeros(0)
-        return torch.cat(rel).numpy(), torch.cat(binr).numpy()
+def score_with_bar(scorer, uidx, tuples, desc, show_progress=True):
+    """scorer.score(uidx, tuples) under a tqdm bar (outfits or items to encode)."""
+    with progress(total=scorer.total(tuples), desc=desc, enabled=show_progress) as bar:
+        rel, binr = scorer.score(uidx, tuples, bar=bar)
+    if not (np.isfinite(rel).all() and np.isfinite(binr).all()):
+        raise InputError("%s: non-finite outfit scores; the checkpoint holds NaN/inf weights "
+                         "(a diverged run?)" % desc)
+    return rel, binr
 
 
 # ----- evaluate-rank ----------------------------------------------------------------
@@ -164,39 +60,25 @@ def rank_outfits(dataset):
     return (posi_u, dataset.posi), (nega_u, dataset.nega)
 
 
-def rank_scores(config, net, device, per_outfit=False, counter=None):
-    """Per-user relaxed / binary score lists of positives and negatives."""
-    data_param = config.data_param
-    data_param.shuffle = False
+def rank_scores(config, net, device, per_outfit=False, show_progress=True):
+    """Per-user relaxed / binary score lists of positives and negatives, and the loader."""
+    data_param = eval_param(config.data_param)
     loader = get_dataloader(data_param)
     loader.make_nega()
     num_users = net.param.num_users
-    if per_outfit:
-        out = []
-        for mode in ("PosiOnly", "NegaOnly"):
-            loader.set_data_mode(mode)
-            scores = [[] for _ in range(num_users)]
-            binary = [[] for _ in range(num_users)]
-            for inputv in loader:
-                uidx = inputv[-1].view(-1)
-                inputv = to_device(inputv, device)
-                with torch.no_grad():
-                    output = net(*inputv)
-                for n, u in enumerate(uidx.tolist()):
-                    scores[u].append(output[0][n].item())
-                    binary[u].append(output[1][n].item())
-            out.append((scores, binary))
-        return out, loader
-    cache = CodeCache(net, data_param, device, data_param.batch_size, data_param.num_workers,
-                      getattr(config, "amp", False))
+    scorer = make_scorer(net, data_param, device, per_outfit, amp=getattr(config, "amp", False))
     out = []
-    for uidx, tuples in rank_outfits(loader.dataset):
-        rel, binr = cache.score(uidx, tuples)
+    for name, (uidx, tuples) in zip(("positives", "negatives"), rank_outfits(loader.dataset)):
+        rel, binr = score_with_bar(scorer, uidx, tuples, "evaluate-rank " + name, show_progress)
         out.append((_per_user(num_users, uidx, rel), _per_user(num_users, uidx, binr)))
     return out, loader
 
 
 def rank_metrics(posi_score, posi_binary, nega_score, nega_binary):
+    missing = [u for u, (p, n) in enumerate(zip(posi_score, nega_score)) if not p or not n]
+    if len(missing) == len(posi_score):
+        raise InputError("evaluate-rank: no user has both positive and negative outfits; check the "
+                         "tuples_test_posi / tuples_test_nega files")
     mean_ndcg, avg_ndcg = metrics.NDCG(posi_score, nega_score)
     mean_ndcg_binary, avg_ndcg_binary = metrics.NDCG(posi_binary, nega_binary)
     aucs, mean_auc = metrics.ROC(posi_score, nega_score)
@@ -210,11 +92,11 @@ def rank_metrics(posi_score, posi_binary, nega_score, nega_binary):
     )
 
 
-def evaluate_rank(config, device, per_outfit=False):
+def evaluate_rank(config, device, per_outfit=False, show_progress=True):
     LOGGER.info("Testing for NDCG and AUC.")
-    net = get_net(config, device).eval()
+    net = load_net(config, device, config.data_param)
     ((posi_score, posi_binary), (nega_score, nega_binary)), loader = rank_scores(
-        config, net, device, per_outfit)
+        config, net, device, per_outfit, show_progress)
     results = rank_metrics(posi_score, posi_binary, nega_score, nega_binary)
     LOGGER.info(
         "Metric:\n- average ndcg:%.4f\n- average ndcg(binary):%.4f\n- mean auc:%.4f\n"
@@ -224,17 +106,17 @@ def evaluate_rank(config, device, per_outfit=False):
     )
     update_npz(config.result_file, results)
     if config.result_dir is not None:
-        save_ranked_outfits(config, loader, results)
+        save_ranked_outfits(config.result_dir, loader, results, show_progress)
     printed = dict(average_ndcg=float(results["mean_ndcg"].mean()),
                    average_ndcg_binary=float(results["mean_ndcg_binary"].mean()))
     return dict(results, **printed)
 
 
-def save_ranked_outfits(config, loader, results):
+def save_ranked_outfits(result_dir, loader, results, show_progress=True):
     """result_dir: ndcg.txt, label/user-%03d.txt, outfit/user-%03d/top-%03d-%d/%02d.jpg."""
-    data_param = config.data_param
-    assert not data_param.variable_length, "result_dir needs fixed-length outfits"
-    result_dir = config.result_dir
+    if loader.dataset.param.variable_length:
+        raise InputError("result_dir: saving ranked outfits needs fixed-length outfits; remove "
+                         "result_dir for %s" % loader.dataset.param.data_set)
     posi_score, nega_score = results["posi_score"], results["nega_score"]
     labels = [np.array([1] * len(p) + [0] * len(n)) for p, n in zip(posi_score, nega_score)]
     outfits = loader.dataset.get_outfits_list()
@@ -242,13 +124,14 @@ def save_ranked_outfits(config, loader, results):
                for p, n in zip(results["posi_score_binary"], results["nega_score_binary"])]
     os.makedirs(os.path.join(result_dir, "label"), exist_ok=True)
     os.makedirs(os.path.join(result_dir, "outfit"), exist_ok=True)
-    np.savetxt(os.path.join(result_dir, "ndcg.txt"), results["mean_ndcg_binary"])
-    for uid, ranked_idx in enumerate(sorting):
+    with atomic_open(os.path.join(result_dir, "ndcg.txt"), "w") as f:
+        np.savetxt(f, results["mean_ndcg_binary"])
+    for uid, ranked_idx in enumerate(progress(sorting, desc="result_dir", enabled=show_progress)):
         if uid >= len(outfits):
             break
         folder = os.path.join(result_dir, "outfit", "user-%03d" % uid)
-        np.savetxt(os.path.join(result_dir, "label", "user-%03d.txt" % uid),
-                   labels[uid][ranked_idx], fmt="%d")
+        with atomic_open(os.path.join(result_dir, "label", "user-%03d.txt" % uid), "w") as f:
+            np.savetxt(f, labels[uid][ranked_idx], fmt="%d")
         for n, idx in enumerate(ranked_idx):
             image_folder = os.path.join(folder, "top-%03d-%d" % (n, labels[uid][idx]))
             os.makedirs(image_folder, exist_ok=True)
@@ -259,42 +142,30 @@ def save_ranked_outfits(config, loader, results):
 
 
 # ----- evaluate-accuracy ---------------------------------------------------------------
-def evaluate_accuracy(config, device, per_outfit=False):
-    param = config.data_param
+def evaluate_accuracy(config, device, per_outfit=False, show_progress=True):
+    param = eval_param(config.data_param)
     loader = get_dataloader(param)
-    net = get_net(config, device).eval()
+    net = load_net(config, device, param)
     LOGGER.info("Testing for accuracy")
     loader.set_data_mode("PairWise")
     loader.make_nega()
+    ds = loader.dataset
+    scorer = make_scorer(net, param, device, per_outfit, amp=config.amp)
+    (posi_u, posi), (nega_u, nega) = rank_outfits(ds)
+    p, bp = score_with_bar(scorer, posi_u, posi, "evaluate-accuracy positives", show_progress)
+    n, bn = score_with_bar(scorer, nega_u, nega, "evaluate-accuracy negatives", show_progress)
+    pair = np.arange(len(nega)) // ds.ratio
+    acc_vec = (p[pair] - n) > 0
+    bin_vec = (bp[pair] - bn) > 0
     accuracy = binary = 0.0
-    if per_outfit:
-        for idx, inputv in enumerate(loader):
-            batch_size = inputv[-1].numel()
-            inputv = to_device(inputv, device)
-            with torch.no_grad():
-                output = net(*inputv)
-            _, batch_results = net.gather(output)
-            LOGGER.info("Batch [%d]/[%d] Accuracy %.3f Accuracy (Binary Codes) %.3f", idx,
-                        loader.num_batch, batch_results["accuracy"], batch_results["binary_accuracy"])
-            accuracy += batch_results["accuracy"] * batch_size
-            binary += batch_results["binary_accuracy"] * batch_size
-    else:
-        ds = loader.dataset
-        cache = CodeCache(net, param, device, param.batch_size, param.num_workers, config.amp)
-        (posi_u, posi), (nega_u, nega) = rank_outfits(ds)
-        p, bp = cache.score(posi_u, posi)
-        n, bn = cache.score(nega_u, nega)
-        pair = np.arange(len(nega)) // ds.ratio
-        acc_vec = (p[pair] - n) > 0
-        bin_vec = (bp[pair] - bn) > 0
-        bs = param.batch_size
-        for idx, s in enumerate(range(0, len(nega), bs)):
-            a, b = acc_vec[s: s + bs], bin_vec[s: s + bs]
-            LOGGER.info("Batch [%d]/[%d] Accuracy %.3f Accuracy (Binary Codes) %.3f", idx,
-                        loader.num_batch, a.mean(), b.mean())
-            # upstream accumulates batch accuracy x batch size
-            accuracy += a.sum() / a.size * a.size
-            binary += b.sum() / b.size * b.size
+    bs = param.batch_size
+    for idx, s in enumerate(range(0, len(nega), bs)):
+        a, b = acc_vec[s: s + bs], bin_vec[s: s + bs]
+        LOGGER.info("Batch [%d]/[%d] Accuracy %.3f Accuracy (Binary Codes) %.3f", idx,
+                    loader.num_batch, a.mean(), b.mean())
+        # upstream accumulates batch accuracy x batch size
+        accuracy += a.sum() / a.size * a.size
+        binary += b.sum() / b.size * b.size
     accuracy /= loader.num_sample
     binary /= loader.num_sample
     accuracy, binary = float(accuracy), float(binary)
@@ -310,50 +181,46 @@ def evaluate_accuracy(config, device, per_outfit=False):
 
 
 # ----- fitb --------------------------------------------------------------------------
-def fitb(config, device, per_outfit=False):
+def fitb(config, device, per_outfit=False, show_progress=True):
     data_param = config.fitb_data_param
     LOGGER.info("Get data for FITB questions: %s", data_param)
     loader = get_dataloader(data_param)
-    net = get_net(config, device).eval()
-    correct = cnt = 0
-    if per_outfit:
-        for inputv in loader:
-            inputv = to_device(inputv, device)
-            with torch.no_grad():
-                _, score_b = net(*inputv)
-            # the first candidate is the ground truth; argmax takes the first maximum
-            correct += int(torch.argmax(score_b).item() == 0)
-            cnt += 1
-    else:
-        ds = loader.dataset
-        cache = CodeCache(net, data_param, device, 64, data_param.num_workers, config.amp)
-        rows = [ds.question(n) for n in range(len(ds.fitb))]
-        uidx = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, int)
-        tuples = np.concatenate([r[1] for r in rows]) if rows else np.zeros((0, 3), int)
-        _, b = cache.score(uidx, tuples)
-        b = b.reshape(len(rows), data_param.num_cand)
-        correct = int((np.argmax(b, axis=1) == 0).sum())
-        cnt = len(rows)
-    fitb_acc = correct / cnt
+    net = load_net(config, device, data_param)
+    ds = loader.dataset
+    if len(ds.fitb) == 0:
+        raise InputError("%s: no FITB questions" % data_param.fitb_fn)
+    rows = [ds.question(n) for n in range(len(ds.fitb))]
+    uidx = np.concatenate([r[0] for r in rows])
+    tuples = np.concatenate([r[1] for r in rows])
+    scorer = make_scorer(net, data_param, device, per_outfit, batch_size=64 if not per_outfit
+                         else data_param.num_cand, amp=config.amp)
+    _, b = score_with_bar(scorer, uidx, tuples, "fitb", show_progress)
+    b = b.reshape(len(rows), data_param.num_cand)
+    # the first candidate is the ground truth; argmax takes the first maximum (a tie counts)
+    correct = int((np.argmax(b, axis=1) == 0).sum())
+    fitb_acc = correct / len(rows)
     LOGGER.info("FITB Accuracy %.4f", fitb_acc)
     update_npz(config.result_file, dict(fitb_acc=fitb_acc))
     return dict(fitb_acc=fitb_acc)
 
 
 # ----- extract-features / recommend ---------------------------------------------------
-def extract_features(config, device):
-    """feature_file pickle: user_codes, item_codes {name: [visual int8 or [], text int8 or []]}, lambdas."""
-    from common.checkpoint import atomic_open
+def extract_features(config, device, show_progress=True):
+    """feature_file pickle: user_codes, item_codes {name: [visual int8 or [], text int8 or []]}, lambdas.
 
+    Upstream's format (a pickle despite the .npz name) because ColdStart and upstream's web demo
+    read it; it holds only dicts, lists and numpy arrays (read back through the allow-list).
+    """
     LOGGER.info("Extract features.")
-    data_param = config.data_param
+    data_param = eval_param(config.data_param)
     loader = get_dataloader(data_param)
-    net = get_net(config, device).eval()
+    net = load_net(config, device, data_param)
     user_codes = net.sign(net.user_latent()).cpu().numpy()
     lambda_i, lambda_u, alpha = net.get_matching_weight()
     cache = CodeCache(net, data_param, device, data_param.batch_size, data_param.num_workers, config.amp)
-    items, tuples = slot_items(loader.dataset.posi, data_param.cate_map)
-    cache.encode(items)
+    items, _ = slot_items(loader.dataset.posi, data_param.cate_map)
+    with progress(total=cache.count_new(items), desc="extract-features", enabled=show_progress) as bar:
+        cache.encode(items, bar)
     item_codes = dict()
     for cate, ids in items.items():
         codes = {b: net.sign(cache.lookup(b, cate, ids)).cpu().numpy().astype(np.int8)
@@ -375,16 +242,17 @@ def extract_features(config, device):
     return dict(num_users=len(user_codes), num_items=len(item_codes))
 
 
-def recommend(config, device, user, topk=10, export=None, candidates="user"):
+def recommend(config, device, user, topk=10, export=None, candidates="user", show_progress=True,
+              grid=None):
     """Top-k outfits for `user` by binary score from stored codes (= evaluate-rank's values)."""
-    data_param = config.data_param
-    data_param.shuffle = False
+    data_param = eval_param(config.data_param)
     loader = get_dataloader(data_param)
     loader.make_nega()
-    net = get_net(config, device).eval()
+    net = load_net(config, device, data_param)
     num_users = net.user_latent().shape[0]
     if not 0 <= user < num_users:
-        raise ValueError("--user %d out of range: the net has %d users" % (user, num_users))
+        raise InputError("--user %d out of range: the net has %d users (0..%d)"
+                         % (user, num_users, num_users - 1))
     (posi_u, posi), (nega_u, nega) = rank_outfits(loader.dataset)
     tuples = np.concatenate([posi, nega])
     labels = np.concatenate([np.ones(len(posi), int), np.zeros(len(nega), int)])
@@ -396,8 +264,11 @@ def recommend(config, device, user, topk=10, export=None, candidates="user"):
         _, first = np.unique(tuples, axis=0, return_index=True)
         first = np.sort(first)
         tuples, labels = tuples[first], labels[first] * (owner[first] == user)
-    cache = CodeCache(net, data_param, device, data_param.batch_size, data_param.num_workers, config.amp)
-    rel, binr = cache.score(np.full(len(tuples), user), tuples)
+    if len(tuples) == 0:
+        raise InputError("%s: user %d has no outfits in this split; use --candidates all"
+                         % (data_param.posi_fn, user))
+    cache = make_scorer(net, data_param, device, per_outfit=False, amp=config.amp)
+    rel, binr = score_with_bar(cache, np.full(len(tuples), user), tuples, "recommend", show_progress)
     order = np.argsort(-binr, kind="stable")[:topk]
     rows = []
     for rank, i in enumerate(order):
@@ -406,15 +277,19 @@ def recommend(config, device, user, topk=10, export=None, candidates="user"):
                          binary_score=float(binr[i]), score=float(rel[i]), label=int(labels[i])))
         print("%2d  %8.4f  %s%s" % (rank + 1, binr[i], " ".join(names),
                                     "  (positive)" if labels[i] else ""))
+    result = dict(user=user, topk=rows)
+    if grid:
+        result["grid"] = draw_outfit_grid(grid, loader.dataset.datum, data_param.cate_map,
+                                          [r["outfit"] for r in rows], user,
+                                          [r["binary_score"] for r in rows], [r["label"] for r in rows])
+        LOGGER.info("Outfit grid written to %s", grid)
     if export:
         export_codes(net, cache, export)
-    return dict(user=user, topk=rows)
+    return result
 
 
 def export_codes(net, cache, path):
     """npz: user_codes (binary), item codes per branch/category with their item ids, lambdas."""
-    from common.checkpoint import atomic_open
-
     out = dict(user_codes=net.sign(net.user_latent()).cpu().numpy())
     for (branch, cate), (index, table) in cache.codes.items():
         ids = np.array(sorted(index, key=index.get))
@@ -422,6 +297,5 @@ def export_codes(net, cache, path):
         out["item_codes_%s_%d" % (branch, cate)] = net.sign(table).cpu().numpy().astype(np.int8)
     lambda_i, lambda_u, alpha = net.get_matching_weight()
     out.update(lambda_i=np.asarray(lambda_i), lambda_u=np.asarray(lambda_u), alpha=np.asarray(alpha))
-    with atomic_open(path, "wb") as f:
-        np.savez(f, **out)
+    save_npz_atomic(path, **out)
     LOGGER.info("Codes exported to %s", path)

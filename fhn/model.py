@@ -15,6 +15,7 @@ from common.runtime import resolve_device as runtime_device
 from fhn import config as cfg
 from fhn import param as P
 from fhn.backbones import build_backbone
+from fhn.fingerprint import check_item_fingerprint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -438,7 +439,7 @@ class FashionNet(nn.Module):
 
 
 class FashionNetDeploy(FashionNet):
-    """Scoring net: forward(items, uidx) -> (score, binary score)."""
+    """Scoring net: forward(items, uidx) -> (score, binary score) of whole outfits."""
 
     def binary_v(self, items):
         latent = self.latent_code([self.features(x) for x in items], self.encoder_v)
@@ -447,33 +448,9 @@ class FashionNetDeploy(FashionNet):
     def binary_t(self, items):
         return [self.sign(h) for h in self.latent_code(items, self.encoder_t)]
 
-    def _single_output(self, lcus, feat, encoder):
-        lcpi = self.latent_code(feat, encoder)
-        score = self.scores(lcus, lcpi)
-        b_score = self.scores(self.sign(lcus), [self.sign(h) for h in lcpi])
-        return score, b_score
-
-    def semantic_output(self, lcus, feat):
-        return self._single_output(lcus, feat, self.encoder_t)
-
-    def visual_output(self, lcus, img):
-        return self._single_output(lcus, [self.features(x) for x in img], self.encoder_v)
-
-    def user_codes_for(self, uidx):
-        return self.user_embedding(one_hot(uidx, self.param.num_users))
-
     def forward(self, *inputs):
         items, uidx = inputs
-        users = self.user_codes_for(uidx)
-        if self.param.use_semantic and self.param.use_visual:
-            score_v = self.visual_output(users, items[0])
-            score_s = self.semantic_output(users, items[1])
-            return [0.5 * (v + s) for v, s in zip(score_v, score_s)]
-        if self.param.use_visual:
-            return self.visual_output(users, items)
-        if self.param.use_semantic:
-            return self.semantic_output(users, items)
-        raise ValueError("net_param: set use_visual and/or use_semantic")
+        return outfit_scores(self, items, uidx)
 
     def compute_codes(self, items):
         if self.param.use_semantic and self.param.use_visual:
@@ -483,6 +460,25 @@ class FashionNetDeploy(FashionNet):
         if self.param.use_semantic:
             return self.binary_t(items)
         raise ValueError("net_param: set use_visual and/or use_semantic")
+
+
+def outfit_scores(net, items, uidx):
+    """(score, binary score) [N, 1] of outfits for users `uidx` (upstream FashionNetDeploy.forward).
+
+    items: K tensors (images or sentence vectors), or (images, vectors) with both branches.
+    Works for FashionNet too (the accuracy configs load the pair net), and for ColdStart
+    (its user_latent gives the cold-start codes).
+    """
+    branches = net.branches()
+    if not branches:
+        raise ValueError("net_param: set use_visual and/or use_semantic")
+    per_branch = dict(zip(branches, items)) if len(branches) == 2 else {branches[0]: items}
+    codes = {}
+    if "v" in per_branch:
+        codes["v"] = net.latent_code([net.features(x) for x in per_branch["v"]], net.encoder_v)
+    if "t" in per_branch:
+        codes["t"] = net.latent_code(list(per_branch["t"]), net.encoder_t)
+    return net.scores_from_codes(net.user_latent(uidx), codes)
 
 
 def to_device(data, device):
@@ -553,8 +549,11 @@ def load_weights(net, state_dict, path):
     net.load_state_dict(state_dict)
 
 
-def get_net(config, device="cpu"):
-    """Build net_param.name, load `load_trained` (map_location cpu, quirk 3 fixed)."""
+def get_net(config, device="cpu", data_param=None):
+    """Build net_param.name, load `load_trained` (map_location cpu, quirk 3 fixed).
+
+    data_param: the evaluation data; the checkpoint's item-list fingerprint must match it.
+    """
     net_param = config.net_param
     LOGGER.info("Initializing %s", net_param.name)
     cls = model_class(net_param.name)
@@ -569,6 +568,9 @@ def get_net(config, device="cpu"):
     if config.load_trained:
         LOGGER.info("Loading pre-trained model from %s.", config.load_trained)
         state_dict = load_state_dict_file(config.load_trained)
+        if data_param is not None:
+            check_item_fingerprint(state_dict, config.load_trained, data_param,
+                                   cold_start=bool(config.cold_start) or net_param.name == "ColdStart")
         if config.cold_start:
             LOGGER.info("Reset the user embedding")
             weight = "user_embedding.encoder.weight"

@@ -3,6 +3,7 @@
 Every upstream key keeps its name and default. Keys added by the port (all optional,
 defaults reproduce upstream behaviour) are marked "port:" below.
 """
+import copy
 import logging
 import os
 import warnings
@@ -80,6 +81,14 @@ class _Param(object):
 
     def setup(self):
         pass
+
+    def replace(self, **changes):
+        """A copy with `changes` applied; this object (a caller's config) stays as it is."""
+        new = copy.copy(self)
+        object.__setattr__(new, "default", dict(self.default))
+        for name, value in changes.items():
+            setattr(new, name, value)
+        return new
 
     def get_params(self):
         params = dict(self.default)

@@ -9,16 +9,28 @@ TensorBoard.
 import logging
 import os
 import warnings
-from time import time
+from time import sleep, time
 
 import numpy as np
 import torch
 
+from common import logger as tb_logger
+from common.atomic import atomic_open
+from common.checkpoint import load_checkpoint
+from common.errors import InputError
+from common.progress import progress
+from common.runtime import autocast, make_grad_scaler, wrap_ddp
+from common.safeio import NonFiniteError, all_finite, check_finite
 from fhn import metrics
-from fhn.model import to_device
+from fhn.fingerprint import item_lists, stamp
+from fhn.model import load_weights, to_device
 from fhn.tracer import GroupPlotTracer, Tracer
 
 LOGGER = logging.getLogger(__name__)
+
+# test hook: with this set to a file path, every checkpoint write touches that file and then
+# sleeps inside the atomic write (temp file written, not yet renamed), so a test can kill -9 there
+PAUSE_ENV = "XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE"
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "Adamax": torch.optim.Adamax}
 SCHEDULERS = {
@@ -65,10 +77,7 @@ class RankMetric(object):
 
 class FashionNetSolver(object):
     def __init__(self, param, net, train_loader, test_loader, device, dist_info=None,
-                 use_visdom=True):
-        from common import logger as tb_logger
-        from common.runtime import make_grad_scaler, wrap_ddp
-
+                 use_visdom=True, show_progress=True):
         torch.backends.cudnn.benchmark = True
         self.param = param
         self.net = net  # plain module (state_dict keys stay upstream's)
@@ -80,6 +89,7 @@ class FashionNetSolver(object):
         self.best_acc = -np.inf
         self.best_loss = np.inf
         self.loader = dict(train=train_loader, test=test_loader)
+        self.show_progress = show_progress
         self.iter = 0
         self.last_epoch = -1
         self.rank_metric = RankMetric(self.num_users)
@@ -127,7 +137,8 @@ class FashionNetSolver(object):
             self.loader["train"].set_prob_hard(pow(epoch / self.param.epochs, 0.5))
         self.net.set_scale(pow(epoch * self.param.gamma + 1, 0.5))
 
-    def gather_loss(self, losses, backward=False):
+    def gather_loss(self, losses, backward=False, where="a step"):
+        """Weighted total loss; a non-finite one stops the run before the optimizer steps."""
         loss = 0.0
         results = {}
         for name, value in losses.items():
@@ -136,7 +147,7 @@ class FashionNetSolver(object):
             results[name] = value.item()
             if weight:
                 loss += value * weight
-        results["loss"] = loss.item()
+        results["loss"] = check_finite(loss.item(), where)
         if backward:
             self.optimizer.zero_grad()
             self.scaler.scale(loss).backward()
@@ -149,8 +160,6 @@ class FashionNetSolver(object):
         return {k: v.sum().item() / v.numel() for k, v in accuracy.items()}
 
     def step_batch(self, inputs):
-        from common.runtime import autocast
-
         with autocast(self.device, self.amp):
             return self.model(*inputs)
 
@@ -196,11 +205,14 @@ class FashionNetSolver(object):
         msg = "Train - Epoch[{}](%d): [%d]/[{}]:".format(epoch, loader.num_batch)
         latest_time = time()
         results = {}
-        for idx, inputs in enumerate(loader):
+        bar = progress(loader, desc="train epoch %d" % epoch, total=loader.num_batch,
+                       enabled=self.show_progress and self.is_main)
+        for idx, inputs in enumerate(bar):
             inputv = to_device(inputs, self.device)
             data_time = time() - latest_time
             loss_, accuracy_ = self.step_batch(inputv)
-            loss = self.gather_loss(loss_, backward=True)
+            loss = self.gather_loss(loss_, backward=True,
+                                    where="epoch %d step %d (iteration %d)" % (epoch, idx, self.iter))
             accuracy = self.gather_accuracy(accuracy_)
             results = dict(data_time=data_time, batch_time=time() - latest_time)
             results.update(loss)
@@ -228,17 +240,19 @@ class FashionNetSolver(object):
         loader = self.loader[phase].make_nega()
         msg = "Epoch[{}]:Test [%d]/[{}]".format(epoch, loader.num_batch)
         self.rank_metric.reset()
-        for idx, inputs in enumerate(loader):
+        bar = progress(loader, desc="val epoch %d" % epoch, total=loader.num_batch,
+                       enabled=self.show_progress and self.is_main)
+        for idx, inputs in enumerate(bar):
             inputv = to_device(inputs, self.device)
             batch_size = inputs[-1].numel()
             data_time = time() - latest_time
             with torch.no_grad():
                 # the plain net: every rank evaluates the whole val split
-                from common.runtime import autocast
                 with autocast(self.device, self.amp):
                     loss_, accuracy_, pair_scores = self.net.forward_with_scores(*inputv)
                 self.rank_metric.put(pair_scores)
-                loss = self.gather_loss(loss_, backward=False)
+                loss = self.gather_loss(loss_, backward=False,
+                                        where="validation of epoch %d, batch %d" % (epoch, idx))
                 accuracy = self.gather_accuracy(accuracy_)
             data = dict(data_time=data_time, batch_time=time() - latest_time)
             latest_time = time()
@@ -259,9 +273,20 @@ class FashionNetSolver(object):
     def format_filepath(self, label, suffix):
         return self.param.checkpoints + "_" + label + "." + suffix
 
-    def save_net(self, label):
-        from common.checkpoint import save_checkpoint
+    def _save(self, state, path):
+        """torch.save through an atomic write; refuses non-finite weights."""
+        if not all_finite(state):
+            raise NonFiniteError("%s: not saved, the weights hold NaN/inf values (epoch %d); lower "
+                                 "the learning rate" % (path, self.last_epoch))
+        with atomic_open(path, "wb") as f:
+            torch.save(state, f)
+            pause_file = os.environ.get(PAUSE_ENV)
+            if pause_file:
+                with open(pause_file, "a") as marker:
+                    marker.write(path + "\n")
+                sleep(60)
 
+    def save_net(self, label):
         if not self.is_main:
             return
         path = self.format_filepath(label, "net")
@@ -269,22 +294,21 @@ class FashionNetSolver(object):
         if folder:
             os.makedirs(folder, exist_ok=True)
         LOGGER.info("Save net state to %s", path)
-        save_checkpoint(self.net.state_dict(), path)
+        self._save(stamp(self.net.state_dict(), self.loader["train"].dataset.param), path)
 
     def save_solver(self, label):
         """Everything `resume` needs (upstream's save_solver was never called, quirk 10)."""
-        from common.checkpoint import save_checkpoint
-
         if not self.is_main or not self.param.save_solver:
             return
         state = {
-            "net": self.net.state_dict(),
+            "net": stamp(self.net.state_dict(), self.loader["train"].dataset.param),
             "optim": self.optimizer.state_dict(),
             "scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "tracer": self.tracer.state_dict(),
             "state": dict(best_loss=float(self.best_loss), best_acc=float(self.best_acc),
                           iter=self.iter, last_epoch=self.last_epoch),
+            "item_fingerprint": item_lists(self.loader["train"].dataset.param)[0],
             "rng": dict(torch=torch.get_rng_state(),
                         numpy=torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
                         numpy_pos=int(np.random.get_state()[2]),
@@ -292,18 +316,20 @@ class FashionNetSolver(object):
         }
         path = self.format_filepath(label, "solver")
         LOGGER.info("Save solver state to %s", path)
-        save_checkpoint(state, path)
+        self._save(state, path)
 
     def resume(self, file):
         """Restore net, optimizer, scheduler, epoch, best scores and meters."""
-        from common.checkpoint import load_checkpoint
-
         LOGGER.info("Resuming training from %s", file)
         state = load_checkpoint(file)
         if not isinstance(state, dict) or "optim" not in state:
-            raise ValueError("%s: not a solver state file (expected the *_latest.solver file "
+            raise InputError("%s: not a solver state file (expected the *_latest.solver file "
                              "written by training)" % file)
-        self.net.load_state_dict(state["net"])
+        saved = state.get("item_fingerprint")
+        if saved is not None and saved != item_lists(self.loader["train"].dataset.param)[0]:
+            raise InputError("%s: written for other image lists than %s; resume with the data set "
+                             "it was trained on" % (file, self.loader["train"].dataset.param.data_dir))
+        load_weights(self.net, state["net"], file)
         self.optimizer.load_state_dict(state["optim"])
         self.lr_scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):

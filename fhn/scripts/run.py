@@ -16,12 +16,20 @@ import tempfile  # noqa: E402
 import textwrap  # noqa: E402
 from logging.config import dictConfig  # noqa: E402
 
+import yaml  # noqa: E402
+
+from common.errors import InputError, cli_main  # noqa: E402
+from common.logs import print_config  # noqa: E402
+from common.progress import add_progress_arg  # noqa: E402
+from common.safeio import check_writable, check_writable_dir, cleanup_stale_tmp  # noqa: E402
+from fhn.param import FashionParam, unknown_keys  # noqa: E402
+
 LOGGER = logging.getLogger("fhn")
 ACTIONS = ["train", "fitb", "evaluate-accuracy", "evaluate-rank", "extract-features", "test",
            "recommend"]
 
 
-class UserError(Exception):
+class UserError(InputError):
     """Bad configuration or missing input: printed as one line, exit status 2."""
 
 
@@ -54,8 +62,6 @@ def config_log(stream_level=None, file_level="INFO", log_file=None):
 
 def _key_line(path, keys):
     """1-based line of the nested key `keys` in the YAML file (None if not found)."""
-    import yaml
-
     try:
         with open(path) as f:
             node = yaml.compose(f)
@@ -72,29 +78,30 @@ def _key_line(path, keys):
 
 
 def load_config(path):
-    import yaml
-
-    from fhn.param import FashionParam
-
     if not path:
         raise UserError("--cfg FILE is required")
     if not os.path.isfile(path):
         raise UserError("config file not found: %s" % path)
-    with open(path) as f:
-        try:
-            kwargs = yaml.load(f, Loader=yaml.FullLoader) or {}
-        except yaml.YAMLError as err:
-            raise UserError("%s: invalid YAML: %s" % (path, err))
+    try:
+        with open(path, encoding="utf-8") as f:
+            kwargs = yaml.load(f, Loader=yaml.SafeLoader) or {}
+    except yaml.YAMLError as err:
+        raise UserError("%s: invalid YAML: %s" % (path, err))
+    except UnicodeDecodeError as err:
+        raise UserError("%s: not UTF-8 text (%s)" % (path, err.reason))
+    if not isinstance(kwargs, dict):
+        raise UserError("%s: expected a mapping of keys (data_param, net_param, ...), found %s"
+                        % (path, type(kwargs).__name__))
     try:
         return FashionParam(**kwargs)
     except KeyError as err:
-        from fhn.param import unknown_keys
-
         for where in unknown_keys(kwargs):
             line = _key_line(path, where)
             raise UserError("%s:%s: unknown key %s (%s)" % (
                 path, line if line else "?", ".".join(where), str(err).strip('"')))
         raise UserError("%s: %s" % (path, str(err).strip('"')))
+    except (TypeError, ValueError, AssertionError) as err:
+        raise UserError("%s: invalid value (%s)" % (path, err))
 
 
 def build_parser():
@@ -122,103 +129,73 @@ def build_parser():
     parser.add_argument("--candidates", choices=["user", "all"], default="user",
                         help="recommend: the user's evaluate-rank outfits, or every outfit of the split")
     parser.add_argument("--export", default=None, help="recommend: write user/item codes (npz) here")
-    from common.runtime import add_runtime_args
-    add_runtime_args(parser, device_default=None)
+    parser.add_argument("--grid", default=None,
+                        help="recommend: draw the recommended outfits (top, bottom, shoes) into this PNG")
+    # the flags of common.runtime.add_runtime_args, spelled out here because that module imports
+    # torch, which would make --help slow
+    parser.add_argument("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="use deterministic algorithms (slower; errors on ops without one)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision on CUDA (changes numerics; no-op on CPU)")
+    add_progress_arg(parser)
     return parser
 
 
-def run_train(config, args):
-    from common.runtime import init_distributed, distributed_sampler, make_generator
-    from fhn.data import get_dataloader
-    from fhn.evaluation import get_net, resolve_device
-    from fhn.train import FashionNetSolver
+def output_files(config, args):
+    """(files, folders) this action writes: checked writable before any work starts."""
+    files = [args.out_json, config.log_file]
+    folders = []
+    if args.action == "train" and config.solver_param is not None:
+        files += [config.solver_param.checkpoints + suffix
+                  for suffix in ("_latest.net", "_best.net", "_latest.solver")]
+    elif args.action in ("evaluate-accuracy", "evaluate-rank", "fitb") and config.result_file:
+        rf = config.result_file
+        files.append(rf if rf.endswith(".npz") else rf + ".npz")
+        if args.action == "evaluate-rank" and config.result_dir:
+            folders.append(config.result_dir)
+    elif args.action == "extract-features":
+        files.append(config.feature_file)
+    elif args.action == "recommend":
+        files += [args.export, args.grid]
+    return [f for f in files if f], folders
 
-    if config.solver_param is None:
+
+def check_outputs(config, args):
+    files, folders = output_files(config, args)
+    for path in files:
+        cleanup_stale_tmp(path)
+        check_writable(path, "output of %s" % args.action)
+    for folder in folders:
+        check_writable_dir(folder, "result_dir")
+    if args.grid and not args.grid.lower().endswith(".png"):
+        raise UserError("--grid %s: the outfit grid is a PNG; give a path ending in .png" % args.grid)
+    if args.topk < 1:
+        raise UserError("--topk %d: must be at least 1" % args.topk)
+
+
+def check_sections(config, action):
+    if action == "train" and config.solver_param is None:
         raise UserError("train needs a solver_param section")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        spec = args.device or ("cuda" if config.gpus and __import__("torch").cuda.is_available() else "cpu")
-        info = init_distributed(spec)
-        device = info.device
-    else:
-        info = None
-        device = resolve_device(config.gpus, args.device)
-    if args.amp:
-        config.solver_param.amp = True
-    train_param = config.train_data_param or config.data_param
-    val_param = config.test_data_param or config.data_param
-    if train_param is None:
+    if action == "train" and (config.train_data_param or config.data_param) is None:
         raise UserError("train needs data_param or train_data_param/test_data_param")
-    LOGGER.info("Data set for training: %s", train_param)
-    train_loader = get_dataloader(train_param, generator=make_generator(args.seed))
-    if distributed:
-        sampler = distributed_sampler(train_loader.dataset, shuffle=train_param.shuffle,
-                                      seed=args.seed or 0)
-        train_loader = get_dataloader(train_param, sampler=sampler)
-    LOGGER.info("Data set for validation: %s", val_param)
-    val_loader = get_dataloader(val_param)
-    assert val_loader.num_users == train_loader.num_users
-    net = get_net(config, device)
-    LOGGER.info("Initialize a solver for training.")
-    LOGGER.info("Solver configuration: %s", config.solver_param)
-    solver = FashionNetSolver(config.solver_param, net, train_loader, val_loader, device,
-                              dist_info=info, use_visdom=not args.no_visdom)
-    if config.resume:
-        solver.resume(config.resume)
-    solver.run()
-    result = dict(best_loss=float(solver.best_loss), best_acc=float(solver.best_acc),
-                  epochs=solver.last_epoch + 1)
-    if distributed:
-        from common.runtime import cleanup_distributed
-        cleanup_distributed()
-    return result
-
-
-def run_test(config, args):
-    """Fork's `test` action: print one batch of the data loader."""
-    import torch
-    from fhn.data import get_dataloader
-    from fhn.model import one_hot
-
-    loader = get_dataloader(config.data_param)
-    for inputv in loader:
-        items, uidx = inputv[0], inputv[-1]
-        oh = one_hot(torch.as_tensor(uidx), config.net_param.num_users)
-        print(len(items))
-        print(items[0].shape)
-        print(uidx)
-        print(uidx.shape)
-        print(oh)
-        print(oh.shape)
-        return dict(batch_size=int(uidx.numel()))
-    return {}
+    if action != "train" and config.net_param is None:
+        raise UserError("%s needs a net_param section" % action)
+    if action == "fitb" and config.fitb_data_param is None:
+        raise UserError("fitb needs a fitb_data_param section")
+    if action in ("evaluate-accuracy", "evaluate-rank", "extract-features", "recommend", "test") \
+            and config.data_param is None:
+        raise UserError("%s needs a data_param section" % action)
+    if action == "extract-features" and not config.feature_file:
+        raise UserError("extract-features needs feature_file")
 
 
 def dispatch(config, args):
-    from fhn import evaluation as E
+    # torch and the net are imported here, after parsing, so that --help stays fast
+    from fhn import actions
 
-    if args.action == "train":
-        return run_train(config, args)
-    if args.action == "test":
-        return run_test(config, args)
-    if config.net_param is None:
-        raise UserError("%s needs a net_param section" % args.action)
-    device = E.resolve_device(config.gpus, args.device)
-    if args.amp:
-        config.amp = True
-    if args.action == "evaluate-accuracy":
-        return E.evaluate_accuracy(config, device, args.per_outfit)
-    if args.action == "evaluate-rank":
-        return E.evaluate_rank(config, device, args.per_outfit)
-    if args.action == "fitb":
-        if config.fitb_data_param is None:
-            raise UserError("fitb needs a fitb_data_param section")
-        return E.fitb(config, device, args.per_outfit)
-    if args.action == "extract-features":
-        if not config.feature_file:
-            raise UserError("extract-features needs feature_file")
-        return E.extract_features(config, device)
-    return E.recommend(config, device, args.user, args.topk, args.export, args.candidates)
+    return actions.run_action(config, args)
 
 
 def main(argv=None):
@@ -227,19 +204,21 @@ def main(argv=None):
     if args.action not in ACTIONS:
         print("Action %s is not in %s" % (args.action, "|".join(ACTIONS)), file=sys.stderr)
         return 1
-    from common.checkpoint import CheckpointError
-    from common.runtime import seed_everything
-    from fhn.backbones import WeightsError
-    from fhn.data import DataError
-
     try:
         config = load_config(args.cfg)
+        check_sections(config, args.action)
+        check_outputs(config, args)
         logfile = config_log(stream_level=config.log_level, log_file=config.log_file)
         LOGGER.info("Logging to file %s", logfile)
         LOGGER.info("Fashion param : %s", config)
-        seed_everything(args.seed, args.deterministic)
+        print_config(vars(args), title="run.py flags", out=sys.stderr)
         results = dispatch(config, args)
-    except (UserError, DataError, WeightsError, CheckpointError, FileNotFoundError) as err:
+    except InputError as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+    except Exception as err:  # checkpoint refusals are input faults too (named by class)
+        if "CheckpointError" not in {c.__name__ for c in type(err).__mro__}:
+            raise
         print("error: %s" % err, file=sys.stderr)
         return 2
     if args.out_json and results is not None:
@@ -254,4 +233,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from fhn.evaluation import CNNCounter, rank_metrics, rank_scores
+from fhn.evaluation import rank_metrics, rank_scores
+from fhn.scoring import CNNCounter
+from fhn.codecache import CodeCache
 from fhn.model import FashionNetDeploy
 from fhn.param import FashionParam, NetParam
 
@@ -67,7 +69,7 @@ def test_fitb_and_accuracy_cached_equal_per_outfit(demo_root, make_data_cfg, mon
     from fhn import evaluation as E
 
     net = _net(4, False, True, seed=2)
-    monkeypatch.setattr(E, "get_net", lambda config, device="cpu": net)
+    monkeypatch.setattr(E, "get_net", lambda config, device="cpu", data_param=None: net)
     fitb_cfg = FashionParam(fitb_data_param=dict(
         data_root=make_data_cfg(demo_root)["data_root"], num_workers=0, use_semantic=True,
         use_visual=False), net_param=dict(num_users=4))
@@ -76,7 +78,7 @@ def test_fitb_and_accuracy_cached_equal_per_outfit(demo_root, make_data_cfg, mon
 
     pair_net = FashionNet(net.param, pretrained=False)
     pair_net.load_state_dict(net.state_dict())
-    monkeypatch.setattr(E, "get_net", lambda config, device="cpu": pair_net.eval())
+    monkeypatch.setattr(E, "get_net", lambda config, device="cpu", data_param=None: pair_net.eval())
     acc_cfg = FashionParam(data_param=make_data_cfg(demo_root, phase="test", nega_mode="RandomFix",
                                                     batch_size=7), net_param=dict(num_users=4))
     a = E.evaluate_accuracy(acc_cfg, "cpu")
@@ -89,17 +91,17 @@ def test_fitb_tie_with_ground_truth_counts_as_correct(demo_root, make_data_cfg, 
     from fhn import evaluation as E
 
     net = _net(4, False, True, seed=3)
-    monkeypatch.setattr(E, "get_net", lambda config, device="cpu": net)
+    monkeypatch.setattr(E, "get_net", lambda config, device="cpu", data_param=None: net)
     n_q = [0]
 
-    def fake_score(self, uidx, tuples):
+    def fake_score(self, uidx, tuples, bar=None):
         n = len(tuples) // 4
         n_q[0] = n
         b = np.tile([1.0, 1.0, 0.0, -1.0], n)  # truth ties with candidate 1
         b[4:8] = [0.0, 2.0, 2.0, 0.0]  # question 1: a wrong candidate wins
         return b, b
 
-    monkeypatch.setattr(E.CodeCache, "score", fake_score)
+    monkeypatch.setattr(CodeCache, "score", fake_score)
     cfg = FashionParam(fitb_data_param=dict(
         data_root=make_data_cfg(demo_root)["data_root"], num_workers=0, use_semantic=True,
         use_visual=False), net_param=dict(num_users=4))

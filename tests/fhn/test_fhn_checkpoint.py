@@ -76,7 +76,7 @@ def _small_cfg(path):
 
 
 def test_legacy_cuda_checkpoint_loads_on_cpu(tmp_path):
-    from fhn.evaluation import get_net, resolve_device
+    from fhn.model import get_net, resolve_device
 
     torch.manual_seed(0)
     src = FashionNetDeploy(NetParam(name="FashionNetDeploy", num_users=3, dim=8, hash_types=3,
@@ -108,7 +108,7 @@ def test_legacy_cuda_checkpoint_loads_on_cpu(tmp_path):
 
 def test_corrupt_checkpoint_is_clear_error(tmp_path):
     from common.checkpoint import CheckpointError
-    from fhn.evaluation import get_net
+    from fhn.model import get_net
 
     bad = tmp_path / "bad.net"
     bad.write_bytes(b"not a checkpoint")

@@ -53,7 +53,7 @@ def test_result_dir_ranked_outfits(demo_root, make_data_cfg, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
 def test_gpus_without_cuda_warns_once_and_runs_on_cpu():
-    from fhn.evaluation import resolve_device
+    from fhn.model import resolve_device
 
     with pytest.warns(RuntimeWarning) as rec:
         assert resolve_device([0, 1]).type == "cpu"
@@ -66,7 +66,7 @@ def test_amp_training_step_on_cuda(demo_root, make_data_cfg, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     from fhn.data import get_dataloader
-    from fhn.evaluation import get_net
+    from fhn.model import get_net
     from fhn.param import FashionParam
     from fhn.train import FashionNetSolver
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fhn.data import get_dataloader
-from fhn.evaluation import get_net
+from fhn.model import get_net
 from fhn.param import FashionParam
 from fhn.train import FashionNetSolver
 

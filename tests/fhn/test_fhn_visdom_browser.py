@@ -58,7 +58,7 @@ def test_chromium_sees_loss_window_during_training(demo_root, make_data_cfg, tmp
     import torch
 
     from fhn.data import get_dataloader
-    from fhn.evaluation import get_net
+    from fhn.model import get_net
     from fhn.param import FashionParam
     from fhn.train import FashionNetSolver
 
