@@ -13,13 +13,28 @@ import numpy as np
 import torch
 import torch.utils.data as data
 
+from common.errors import InputError
+from common.safeio import load_npy
 from common.text import tokenize
+from common.vocab import deserialize_vocab
 
 N_REGIONS = 9  # 3x3 blocks of the local (fine-grained) features
+FINITE_CHECK_ROWS = 256  # rows per chunk when scanning a memory-mapped feature file for NaN/inf
 
 
-class DataLayoutError(ValueError):
-    """A data file is missing or has the wrong shape; the message names the file and the shape."""
+class DataLayoutError(InputError, ValueError):
+    """A data file is missing, unreadable or has the wrong shape; the message names the file."""
+
+
+def read_vocab(path):
+    """A vocabulary JSON, or an InputError naming the file (missing, not JSON, fields missing)."""
+    try:
+        return deserialize_vocab(path)
+    except FileNotFoundError:
+        raise InputError('%s: vocabulary file not found; pass the --vocab_path used for training' % path) from None
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as err:
+        raise InputError('%s: not a usable vocabulary JSON (%s); rebuild it with m2hse/vocab.py'
+                         % (path, str(err).replace(path + ': ', ''))) from None
 
 
 def read_captions(path):
@@ -50,6 +65,9 @@ def check_split(dpath, split, level, cnn_dim, bovw_dim):
         raise DataLayoutError('missing caption file %s (expected N lines of tags; the loaders read '
                               '<data_path>/<data_name>/{split}_caps.txt)%s' % (caps, hint))
     n = len(read_captions(caps))
+    if n == 0:
+        raise DataLayoutError('%s: the %s split has no captions (empty file); every split needs at least '
+                              'one item' % (caps, split))
     regions = (N_REGIONS,) if level == 'local' else ()
     expected = {'cnns': (n,) + regions + (cnn_dim,), 'bovws': (n,) + regions + (bovw_dim,)}
     for kind, shape in expected.items():
@@ -63,6 +81,8 @@ def check_split(dpath, split, level, cnn_dim, bovw_dim):
     if tuple(got) not in ((n,), (n, 1)):
         raise DataLayoutError('%s has shape %s, expected (%d,) or (%d, 1): one class id per caption line'
                               % (path, _shape_text(got), n, n))
+    for kind in ('cnns', 'bovws', 'labels'):
+        _check_finite_rows(os.path.join(dpath, '%s_%s.npy' % (split, kind)))
     return n
 
 
@@ -70,9 +90,22 @@ def _npy_shape(path, expected):
     if not os.path.isfile(path):
         raise DataLayoutError('missing file %s (expected a .npy array of shape %s)' % (path, expected))
     try:
-        return np.load(path, mmap_mode='r').shape
-    except Exception as err:
-        raise DataLayoutError('%s: not a readable .npy file (%s); expected shape %s' % (path, err, expected)) from None
+        return load_npy(path, mmap_mode='r').shape  # refuses pickles; names truncated/garbled files
+    except InputError as err:
+        raise DataLayoutError('%s; expected shape %s' % (err, expected)) from None
+
+
+def _check_finite_rows(path):
+    """NaN/inf features would silently zero the MSB loss (no pair is mined): name the first bad row."""
+    array = load_npy(path, mmap_mode='r')
+    if array.dtype.kind not in 'fc':
+        return
+    for start in range(0, len(array), FINITE_CHECK_ROWS):
+        chunk = np.asarray(array[start:start + FINITE_CHECK_ROWS])
+        bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+        if bad.any():
+            raise DataLayoutError('%s: row %d holds NaN or inf values; fix or regenerate the features'
+                                  % (path, start + int(np.argmax(bad))))
 
 
 class PrecompDataset(data.Dataset):
@@ -85,10 +118,10 @@ class PrecompDataset(data.Dataset):
         check_split(data_path, data_split, level, cnn_dim, bovw_dim)
         self.captions = read_captions(os.path.join(data_path, '%s_caps.txt' % data_split))
         # memory-mapped: the local train features alone are 4493 x 9 x 4096 floats (rows are copied on use)
-        self.images = np.load(os.path.join(data_path, '%s_cnns.npy' % data_split), mmap_mode='r')
-        self.bovws = np.load(os.path.join(data_path, '%s_bovws.npy' % data_split), mmap_mode='r')
+        self.images = load_npy(os.path.join(data_path, '%s_cnns.npy' % data_split), mmap_mode='r')
+        self.bovws = load_npy(os.path.join(data_path, '%s_bovws.npy' % data_split), mmap_mode='r')
         # (N,) and (N, 1) both accepted; upstream needed (N, 1) (torch.Tensor(labels[i])).
-        self.labels = np.load(os.path.join(data_path, '%s_labels.npy' % data_split)).reshape(-1)
+        self.labels = load_npy(os.path.join(data_path, '%s_labels.npy' % data_split)).reshape(-1)
         self.length = len(self.captions)
         if verbose:
             print("split: %s, total images_CNN: %d, total images_BovW: %d, total captions: %d"

@@ -3,13 +3,32 @@ caption, and report label-based mAP in both directions (i2t on rows, t2i on colu
 from __future__ import print_function
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from common.errors import InputError
+from common.progress import progress
+from m2hse.metrics import i2t_mAP, random_mAP_sum, t2i_mAP  # noqa: F401 (upstream's names live here)
 from m2hse.xattn import local_scores
 
 SHARD_SIZE = 128
+
+
+class EvalResult(NamedTuple):
+    """What `evaluate` returns: both mAPs, their sum, the split size, the score matrix and labels."""
+    i2t_mAP: float
+    t2i_mAP: float
+    mAP_sum: float
+    n_images: int
+    n_texts: int
+    sims: np.ndarray
+    labels: np.ndarray
+
+    def metrics(self):
+        """The numbers written to --out_json."""
+        return {k: getattr(self, k) for k in ('i2t_mAP', 't2i_mAP', 'mAP_sum', 'n_images', 'n_texts')}
 
 
 def logging_func(log_file, message):
@@ -27,12 +46,13 @@ def _scatter_labels(store, ids, lab):
         store[nid] = float(value)
 
 
-def encode_global_data(model, data_loader):
+def encode_global_data(model, data_loader, show_progress=True):
     """(N, d) image and caption embeddings (float64 copies of float32) and (N,) float64 labels."""
     n = len(data_loader.dataset)
     img_embs = txt_embs = None
     labels = np.zeros(n)
-    for cnns, captions, lengths, masks, ids, lab, bovws in data_loader:
+    for cnns, captions, lengths, masks, ids, lab, bovws in progress(data_loader, desc='encode', unit='batch',
+                                                                    enabled=show_progress):
         cnn_embs, gru_embs = model.forward_emb_cnn(cnns, captions, lengths)
         if img_embs is None:
             img_embs = np.zeros((n, cnn_embs.size(1)))
@@ -43,14 +63,15 @@ def encode_global_data(model, data_loader):
     return img_embs, txt_embs, labels
 
 
-def encode_local_data(model, data_loader):
+def encode_local_data(model, data_loader, show_progress=True):
     """(N, 9, d) region and (N, max_len, d) zero-padded word embeddings, caption lengths, labels."""
     n = len(data_loader.dataset)
     max_n_word = max(len(data_loader.dataset.encode_caption(c)) for c in data_loader.dataset.captions)
     img_embs = cap_embs = None
     cap_lens = [0] * n
     labels = np.zeros(n)
-    for cnns, captions, lengths, masks, ids, lab, bovws in data_loader:
+    for cnns, captions, lengths, masks, ids, lab, bovws in progress(data_loader, desc='encode', unit='batch',
+                                                                    enabled=show_progress):
         cnn_emb, cap_emb = model.forward_emb_cnn(cnns, captions, lengths)
         if img_embs is None:
             img_embs = np.zeros((n,) + tuple(cnn_emb.shape[1:]))
@@ -68,7 +89,8 @@ def compute_sims(images, captions):
     return np.dot(captions, images.T).T
 
 
-def shard_xattn(images, captions, caplens, opt, attention='fast', device='cpu', shard_size=SHARD_SIZE):
+def shard_xattn(images, captions, caplens, opt, attention='fast', device='cpu', shard_size=SHARD_SIZE,
+                show_progress=True):
     """Local t2i + i2t scores (N_img, N_cap) float64, computed shard by shard as upstream."""
     n_im_shard = int((len(images) - 1) / shard_size) + 1
     n_cap_shard = int((len(captions) - 1) / shard_size) + 1
@@ -76,7 +98,7 @@ def shard_xattn(images, captions, caplens, opt, attention='fast', device='cpu', 
     print("n_im_shard: %d, n_cap_shard: %d" % (n_im_shard, n_cap_shard))
     print("n_im_shard: %d, n_cap_shard: %d" % (n_im_shard, n_cap_shard))
     d = np.zeros((len(images), len(captions)))
-    for i in range(n_im_shard):
+    for i in progress(range(n_im_shard), desc='local scores', unit='shard', enabled=show_progress):
         im_start, im_end = shard_size * i, min(shard_size * (i + 1), len(images))
         im = torch.from_numpy(images[im_start:im_end]).to(device).float()
         for j in range(n_cap_shard):
@@ -90,49 +112,24 @@ def shard_xattn(images, captions, caplens, opt, attention='fast', device='cpu', 
     return d
 
 
-def _average_precisions(sims, targets):
-    """Upstream i2t_mAP body (evaluation.py:98-130) for rows of `sims`; returns (N, 1) APs.
-
-    Quirk kept (evaluation.py:103): the ranking is `argsort()[:, ::-1]`, the reverse of numpy's
-    default (unstable) ascending sort, so ties are ordered exactly as upstream orders them.
-    """
-    ranking = sims.argsort()[:, ::-1]
-    targets = np.asarray(targets)
-    AP = np.zeros((sims.shape[0], 1))
-    for i in range(sims.shape[0]):
-        relevant = targets[ranking[i]] == targets[i]
-        rel_count = np.cumsum(relevant)
-        positions = np.nonzero(relevant)[0]
-        # upstream adds relCount/(j+1) one relevant item at a time: a sequential float64 sum
-        terms = rel_count[positions] / (positions + 1)
-        AP[i] = np.cumsum(terms)[-1] / rel_count[-1] if len(terms) else np.nan
-    return AP
-
-
-def i2t_mAP(sims, targets):
-    """Image -> text mAP: each image row ranks all captions; relevant = same label."""
-    return np.mean(_average_precisions(sims, targets))
-
-
-def t2i_mAP(sims, targets):
-    """Text -> image mAP: the same on sims.T."""
-    return np.mean(_average_precisions(sims.T, targets))
-
-
-def evaluate(level, model, data_loader, opt, attention='fast'):
-    """Encode + score + mAP; returns a dict with the metrics, the score matrix and the labels."""
+def evaluate(level, model, data_loader, opt, attention='fast', show_progress=True):
+    """Encode + score + mAP (an EvalResult with the metrics, the score matrix and the labels)."""
     print("-------- evaluation --------")
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
         if level == 'global':
-            img_embs, txt_embs, labels = encode_global_data(model, data_loader)
+            img_embs, txt_embs, labels = encode_global_data(model, data_loader, show_progress)
             print('global_Images: %d, global_Texts: %d' % (img_embs.shape[0], txt_embs.shape[0]))
             sims = compute_sims(img_embs, txt_embs)
         else:
-            img_embs, txt_embs, cap_lens, labels = encode_local_data(model, data_loader)
+            img_embs, txt_embs, cap_lens, labels = encode_local_data(model, data_loader, show_progress)
             print('local_Images: %d, local_Texts: %d' % (img_embs.shape[0], txt_embs.shape[0]))
-            sims = shard_xattn(img_embs, txt_embs, cap_lens, opt, attention=attention, device=device)
+            sims = shard_xattn(img_embs, txt_embs, cap_lens, opt, attention=attention, device=device,
+                               show_progress=show_progress)
+    if not np.isfinite(sims).all():
+        raise InputError('the score matrix holds NaN/inf values (non-finite weights or features); no mAP is '
+                         'reported. Check the checkpoint and the feature files')
     mAP_i2t = i2t_mAP(sims, labels)
     mAP_t2i = t2i_mAP(sims, labels)
     mAP_sum = mAP_i2t + mAP_t2i
@@ -141,8 +138,8 @@ def evaluate(level, model, data_loader, opt, attention='fast'):
     print("t2i mAP %.4f" % mAP_t2i)
     print("mAP_sum: %.4f" % mAP_sum)
     print("===============================")
-    return {'i2t_mAP': float(mAP_i2t), 't2i_mAP': float(mAP_t2i), 'mAP_sum': float(mAP_sum),
-            'n_images': int(sims.shape[0]), 'n_texts': int(sims.shape[1]), 'sims': sims, 'labels': labels}
+    return EvalResult(float(mAP_i2t), float(mAP_t2i), float(mAP_sum), int(sims.shape[0]), int(sims.shape[1]),
+                      sims, labels)
 
 
 def log_performance(opt, split, result):
@@ -151,25 +148,17 @@ def log_performance(opt, split, result):
               "Image to text: %.4f " \
               "Text to text: %.4f " \
               "mAP_sum: %.4f " \
-              % (split, result['i2t_mAP'], result['t2i_mAP'], result['mAP_sum'])
+              % (split, result.i2t_mAP, result.t2i_mAP, result.mAP_sum)
     logging_func(os.path.join(opt.logger_name, "performance.log"), message)
 
 
 def eval_global_mAP(model, data_loader, opt, split='dev'):
     result = evaluate('global', model, data_loader, opt)
     log_performance(opt, split, result)
-    return result['mAP_sum']
+    return result.mAP_sum
 
 
 def eval_local_mAP(model, data_loader, opt, split='dev', attention='fast'):
     result = evaluate('local', model, data_loader, opt, attention=attention)
     log_performance(opt, split, result)
-    return result['mAP_sum']
-
-
-def random_mAP_sum(labels, n_trials=5, seed=0):
-    """mAP_sum of uniformly random score matrices (mean over trials): the chance level to beat."""
-    rng = np.random.RandomState(seed)
-    n = len(labels)
-    return float(np.mean([i2t_mAP(s, labels) + t2i_mAP(s, labels)
-                          for s in (rng.rand(n, n) for _ in range(n_trials))]))
+    return result.mAP_sum

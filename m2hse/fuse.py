@@ -14,8 +14,10 @@ import argparse
 
 import numpy as np
 
+from common.errors import InputError, cli_main
 from common.results import save_scores, write_results
-from m2hse.evaluation import i2t_mAP, random_mAP_sum, t2i_mAP
+from common.safeio import check_writable, load_npy
+from m2hse.metrics import i2t_mAP, random_mAP_sum, t2i_mAP
 
 
 def fuse(global_scores, local_scores, weight):
@@ -30,8 +32,11 @@ def report(name, sims, labels):
 
 def load_matrix(path, what):
     if not os.path.isfile(path):
-        raise SystemExit('%s file not found: %s (write it with test_*.py --out_scores)' % (what, path))
-    return np.load(path)
+        raise InputError('%s file not found: %s (write it with test_*.py --out_scores)' % (what, path))
+    array = load_npy(path, what=what)
+    if array.size and not np.isfinite(array).all():
+        raise InputError('%s: the %s hold NaN or inf values; recompute them' % (path, what))
+    return array
 
 
 def main(argv=None):
@@ -43,15 +48,20 @@ def main(argv=None):
     parser.add_argument('--out_json', default=None, help='fused metrics + each subnetwork\'s + chance level')
     parser.add_argument('--out_scores', default=None, help='save the fused score matrix (.npy, float64)')
     args = parser.parse_args(argv)
+    for path, what in ((args.out_json, '--out_json file'), (args.out_scores, '--out_scores file')):
+        if path:
+            check_writable(path, what)
+    if len(load_npy(args.labels, what='labels').reshape(-1)) == 0:
+        raise InputError('%s: no labels (empty split)' % args.labels)
 
     g = load_matrix(args.global_scores, 'global scores')
     l = load_matrix(args.local_scores, 'local scores')
     labels = load_matrix(args.labels, 'labels').reshape(-1).astype(np.float64)
     if g.shape != l.shape or g.shape != (len(labels), len(labels)):
-        raise SystemExit('shape mismatch: global %s, local %s, %d labels (expected both (N, N) for the '
+        raise InputError('shape mismatch: global %s, local %s, %d labels (expected both (N, N) for the '
                          'same split, N = number of labels)' % (g.shape, l.shape, len(labels)))
     if not 0.0 <= args.weight <= 1.0:
-        raise SystemExit('--weight must be in [0, 1], got %g' % args.weight)
+        raise InputError('--weight must be in [0, 1], got %g' % args.weight)
     results = {'global': report('global', g, labels), 'local': report('local', l, labels)}
     fused = fuse(g, l, args.weight)
     results['fused'] = report('fused (weight %.2f)' % args.weight, fused, labels)
@@ -68,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

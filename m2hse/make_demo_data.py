@@ -8,6 +8,8 @@ both levels, with class-dependent features so that training has something to lea
 The class of an image is derived from its first tag (vocab id mod --n_classes); features are a
 class prototype plus noise (CNN: non-negative like fc7; BoVW: Poisson word counts).
 The test split is the dev split, as in Corel5K where upstream's dev and test are the same 499 images.
+Each split folder also gets `{split}_images.txt` (the image-name list predict.py reads) naming one of
+the stand-in photos of demo_images/ per class, copied to `images/`, so predict.py --gallery shows pictures.
 """
 import os, sys
 if __package__ in (None, ""):  # run by path: make the repo root importable
@@ -18,16 +20,18 @@ import shutil
 
 import numpy as np
 
-from common.text import tokenize
-from common.vocab import deserialize_vocab
-from m2hse.data_provider import N_REGIONS, read_captions
+from common.errors import cli_main
+from common.safeio import check_writable_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_NAME = 'corel5k_precomp'
+N_REGIONS = 9  # as data_provider.N_REGIONS (not imported: it pulls in torch, and --help must be fast)
+PHOTOS = os.path.join(HERE, 'demo_images')
 
 
 def caption_labels(captions, vocab, n_classes):
     """Class id of each caption: vocab id of its first tag, modulo n_classes."""
+    from common.text import tokenize  # nltk: imported on use so that --help answers at once
     return np.array([vocab(tokenize(c)[0]) % n_classes if tokenize(c) else 0 for c in captions], dtype=np.int64)
 
 
@@ -44,6 +48,20 @@ def make_features(labels, dim, rng, regions, kind, prototypes):
     return rng.poisson(base).astype(np.float32)
 
 
+def photo_names():
+    return sorted(n for n in os.listdir(PHOTOS) if n.endswith('.jpg'))
+
+
+def write_image_list(folder, split, labels):
+    """`{split}_images.txt`: one stand-in photo per class (copied to images/), one line per item."""
+    photos = photo_names()
+    os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
+    for name in photos:
+        shutil.copyfile(os.path.join(PHOTOS, name), os.path.join(folder, 'images', name))
+    with open(os.path.join(folder, '%s_images.txt' % split), 'w', encoding='utf-8') as f:
+        f.write(''.join('images/%s\n' % photos[int(label) % len(photos)] for label in labels))
+
+
 def write_split(folder, split, captions, labels, level, dims, rng, prototypes):
     regions = level == 'local'
     with open(os.path.join(folder, '%s_caps.txt' % split), 'w', encoding='utf-8') as f:
@@ -53,6 +71,7 @@ def write_split(folder, split, captions, labels, level, dims, rng, prototypes):
     np.save(os.path.join(folder, '%s_bovws.npy' % split),
             make_features(labels, dims['bovw'], rng, regions, 'bovw', prototypes['bovw']))
     np.save(os.path.join(folder, '%s_labels.npy' % split), labels.reshape(-1, 1))
+    write_image_list(folder, split, labels)
 
 
 def main(argv=None):
@@ -68,6 +87,9 @@ def main(argv=None):
     parser.add_argument('--bovw_dim', type=int, default=500)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    from common.vocab import deserialize_vocab  # nltk: imported after parsing so that --help is fast
+    from m2hse.data_provider import read_captions  # torch, likewise
+    check_writable_dir(args.out_dir, '--out_dir')
 
     vocab = deserialize_vocab(args.vocab_file)
     train_caps = read_captions(os.path.join(args.captions_dir, 'train_caps.txt'))[:args.n_train]
@@ -93,4 +115,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

@@ -6,7 +6,13 @@ upstream's (`lr_update`, `batch_size`, ...). The README spells two flags differe
 """
 import argparse
 
-from common.runtime import add_runtime_args
+from common.progress import add_progress_arg
+
+# Upstream test_local.py:14-23 / test_global.py:15-24 defaults of the evaluation scripts.
+TEST_DEFAULTS = {
+    'local': {'model_path': './checkpoint/model_best.pth.tar', 'split': 'dev'},
+    'global': {'model_path': './data/', 'split': 'test'},
+}
 
 
 class AliasAwareParser(argparse.ArgumentParser):
@@ -61,10 +67,24 @@ def add_upstream_args(parser):
     add('--learning_rate', default=.0002, type=float, help='Initial learning rate.')
 
 
+def add_runtime_args(parser, device_default='auto'):
+    """--device --seed --deterministic --amp exactly as common.runtime.add_runtime_args defines them
+    (tests pin the two together); repeated here because common.runtime imports torch, and --help
+    must not wait for torch."""
+    add = parser.add_argument
+    add('--device', default=device_default, help='auto (CUDA when available), cpu, cuda or cuda:N')
+    add('--seed', default=None, type=int, help='seed python, numpy and torch')
+    add('--deterministic', action='store_true',
+        help='use deterministic algorithms (slower; errors on ops without one)')
+    add('--amp', action='store_true', help='mixed precision on CUDA (changes numerics; no-op on CPU)')
+    return parser
+
+
 def add_port_args(parser):
     """Flags the port adds; none changes a number unless its help says so."""
     add = parser.add_argument
     add_runtime_args(parser)  # --device --seed --deterministic --amp (AMP changes numerics)
+    add_progress_arg(parser)
     add('--resume', default='', help='checkpoint (model.pth.tar) to continue training from')
     add('--workers', default=0, type=int, help='DataLoader worker processes (upstream: 0)')
     add('--detect_anomaly', action='store_true',
@@ -85,3 +105,29 @@ def build_parser():
 
 def parse_opt(argv=None):
     return build_parser().parse_args(argv)
+
+
+def build_test_parser(level):
+    """Flags of test_global.py / test_local.py: upstream's five, then the port's."""
+    defaults = TEST_DEFAULTS[level]
+    parser = argparse.ArgumentParser(description='Evaluate an M2HSE %s-level checkpoint' % level)
+    add = parser.add_argument
+    add('--data_path', default='./data/', help='path to datasets')
+    add('--model_path', '--checkpoint', dest='model_path', default=defaults['model_path'],
+        help='path to model (checkpoint file)')
+    add('--split', default=defaults['split'],
+        help='label written to the logs; upstream always reads the test files (see --load_split)')
+    add('--gpuid', default=0., type=str, help='gpuid (exported only when given)')
+    add('--fold5', action='store_true', help='fold5 (accepted and unused, as upstream)')
+    # port additions
+    add('--load_split', default='test',
+        help='which {split}_*.npy/_caps.txt files to read (upstream: always test)')
+    add('--vocab_path', default=None, help='vocab folder (default: the one stored in the checkpoint)')
+    add('--device', default='auto', help='auto|cpu|cuda|cuda:N')
+    add('--out_json', default=None, help='write i2t_mAP, t2i_mAP, mAP_sum, n_images, n_texts')
+    add('--out_scores', default=None, help='save the image x text score matrix (.npy, float64)')
+    if level == 'local':
+        add('--attention', default='fast', choices=['fast', 'exact', 'reference'],
+            help='local attention implementation (equal scores; exact = upstream op order)')
+    add_progress_arg(parser)
+    return parser

@@ -3,12 +3,15 @@ import os, sys
 if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from m2hse import test
+from common.errors import cli_main
+from m2hse import opts
 
 
 def main(argv=None):
-    return test.main('local', argv)
+    args = opts.build_test_parser('local').parse_args(argv)
+    from m2hse import test  # torch: imported after parsing so that --help answers at once
+    return test.main('local', argv, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

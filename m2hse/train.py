@@ -1,5 +1,6 @@
 """The training loop shared by train_global.py and train_local.py (upstream train_*.py, which are
 identical apart from the model, the evaluation function and the alpha/beta loss weights)."""
+import logging
 import os
 import random
 import sys
@@ -10,48 +11,25 @@ import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from common import logger as tb_logger
-from common.checkpoint import CheckpointError, atomic_open, load_checkpoint, save_checkpoint
+from common.errors import InputError
+from common.logs import print_config, setup_logging
+from common.progress import progress
 from common.runtime import (autocast, barrier, cleanup_distributed, distributed_sampler, init_distributed,
                             make_grad_scaler, seed_everything, wrap_ddp)
-from common.vocab import Vocabulary, deserialize_vocab
+from common.safeio import NonFiniteError, all_finite, check_finite, check_writable, cleanup_stale_tmp
 from m2hse import data_provider as data
 from m2hse import opts
+from m2hse.checkpoints import (check_vocabulary, copy_atomic, load_model_checkpoint, load_weights,
+                               prefixed_state_dict, save_atomic, vocab_fingerprint)
 from m2hse.evaluation import evaluate, log_performance, logging_func
 from m2hse.model import MultiSpringBalanceLoss, build_model
 
-UPSTREAM_ALIASES = {'vocab.Vocabulary': Vocabulary}
+log = logging.getLogger('m2hse').info  # timestamped lines (common.logs.setup_logging)
 
 
 def loss_weights(level, opt):
     """Global uses alpha_1/alpha_2, local beta_1/beta_2 (the other pair is declared but unused)."""
     return (opt.alpha_1, opt.alpha_2) if level == 'global' else (opt.beta_1, opt.beta_2)
-
-
-def prefixed_state_dict(model):
-    """Upstream saved nn.DataParallel(model).state_dict(): every key starts with 'module.'."""
-    return {'module.' + k: v for k, v in model.state_dict().items()}
-
-
-def strip_module_prefix(state_dict):
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
-
-
-def load_weights(model, state_dict, path):
-    """Strict load of (possibly 'module.'-prefixed) weights; a mismatch is explained, not traced."""
-    try:
-        model.load_state_dict(strip_module_prefix(state_dict))
-    except RuntimeError as err:
-        detail = ' '.join(str(err).split())[:600]
-        raise SystemExit('%s does not fit the model built from its options and this vocabulary '
-                         '(different --vocab_path, embed_size or feature dims?): %s' % (path, detail))
-
-
-def load_model_checkpoint(path):
-    """Load an upstream or port checkpoint (pickled opts, numpy scalars) without unsafe unpickling."""
-    try:
-        return load_checkpoint(path, aliases=UPSTREAM_ALIASES)
-    except CheckpointError as err:
-        raise SystemExit(str(err))
 
 
 def apply_gpuid(opt, argv, distributed):
@@ -61,7 +39,8 @@ def apply_gpuid(opt, argv, distributed):
     if distributed or not any(a == '--gpuid' or a.startswith('--gpuid=') for a in argv):
         return
     device_count = len(str(opt.gpuid).split(","))
-    assert device_count == 1 or device_count == 2
+    if device_count not in (1, 2):  # upstream asserted this
+        raise InputError('--gpuid %s: give one or two GPU ids, e.g. 0 or 0,1' % opt.gpuid)
     print("use GPU:", opt.gpuid, "GPUs_count", device_count, flush=True)
     os.environ['CUDA_VISIBLE_DEVICES'] = str(opt.gpuid)
 
@@ -69,7 +48,7 @@ def apply_gpuid(opt, argv, distributed):
 def adjust_learning_rate(opt, optimizer, epoch):
     """Decay the learning rate by 10 every lr_update epochs."""
     lr = opt.learning_rate * (0.1 ** (epoch // opt.lr_update))
-    print("learning rate %f in epoch %d" % (lr, epoch))
+    log("learning rate %f in epoch %d" % (lr, epoch))
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr
 
@@ -92,23 +71,39 @@ def restore_rng_state(state):
 def save_epoch_checkpoint(state, is_best, prefix, tries=15):
     """model.pth.tar every epoch (atomic), copied to model_best.pth.tar when best (upstream :116-136,
     which also retried a failing save up to 15 times)."""
+    path = os.path.join(prefix, 'model.pth.tar')
     while True:
         try:
-            save_checkpoint(state, os.path.join(prefix, 'model.pth.tar'))
+            save_atomic(state, path)
             break
         except OSError as error:
             tries -= 1
-            print('model save model.pth.tar failed, remaining {} trials'.format(tries), flush=True)
+            log('model save model.pth.tar failed, remaining {} trials'.format(tries))
             if not tries:
-                raise error
+                raise InputError('%s: cannot be written (%s)' % (path, error.strerror or error)) from None
             time.sleep(1)
     if is_best:
         message = "\n--------save best model at epoch %d---------\n" % (state["epoch"] - 1)
-        print(message, flush=True)
+        log(message)
         logging_func(os.path.join(prefix, "performance.log"), message)  # quirk: model_name dir
-        with open(os.path.join(prefix, 'model.pth.tar'), 'rb') as src, \
-                atomic_open(os.path.join(prefix, 'model_best.pth.tar'), 'wb') as dst:
-            dst.write(src.read())
+        copy_atomic(path, os.path.join(prefix, 'model_best.pth.tar'))
+
+
+def load_vocab(opt):
+    vocab_file = os.path.join(opt.vocab_path, '%s_vocab.json' % opt.data_name)
+    if not os.path.isfile(vocab_file):
+        raise InputError('%s: vocabulary file not found (expected <vocab_path>/<data_name>_vocab.json; '
+                         'build one with `python m2hse/vocab.py`)' % vocab_file)
+    return data.read_vocab(vocab_file), vocab_file
+
+
+def prepare_outputs(opt):
+    """Fail before any data is read if the checkpoint or log folder cannot be written."""
+    check_writable(os.path.join(opt.model_name, 'model.pth.tar'), 'checkpoint')
+    check_writable(os.path.join(opt.logger_name, 'loss.log'), 'training log')
+    for folder in {opt.model_name, opt.logger_name}:
+        for leftover in cleanup_stale_tmp(folder):
+            print('removed %s (left by an interrupted write)' % leftover)
 
 
 def build_loaders(level, vocab, opt, info, base_seed):
@@ -128,9 +123,19 @@ def build_loaders(level, vocab, opt, info, base_seed):
 
 
 def run_eval(level, model, val_loader, opt, split='dev'):
-    result = evaluate(level, model, val_loader, opt)
+    result = evaluate(level, model, val_loader, opt, show_progress=not opt.no_progress)
     log_performance(opt, split, result)
     return result
+
+
+def check_scores_finite(scores, epoch, step):
+    """A NaN score makes every mining comparison false, so MSB returns 0 and learning silently
+    stops; stop the run instead."""
+    for name, s in zip(('S_P', 'S_A1', 'S_A2'), scores):
+        if not bool(torch.isfinite(s).all()):
+            raise NonFiniteError('non-finite similarity scores (%s) at epoch %d step %d; the run stops and '
+                                 'nothing from this epoch is saved. Check the features for NaN/inf values '
+                                 'or lower --learning_rate' % (name, epoch, step))
 
 
 def train_one_epoch(level, epoch, model, train_loader, criteria, optimizer, scaler, opt, info):
@@ -138,7 +143,9 @@ def train_one_epoch(level, epoch, model, train_loader, criteria, optimizer, scal
     loss_file = os.path.join(opt.logger_name, "loss.log")
     run_time = 0
     n_batches = len(train_loader)
-    for i, (cnns, captions, lengths, masks, ids, lab, bovws) in enumerate(train_loader):
+    bar = progress(train_loader, desc='epoch %d' % epoch, total=n_batches, unit='batch',
+                   enabled=not opt.no_progress and info.is_main)
+    for i, (cnns, captions, lengths, masks, ids, lab, bovws) in enumerate(bar):
         if opt.max_steps and i >= opt.max_steps:
             break
         start_time = time.time()
@@ -150,10 +157,12 @@ def train_one_epoch(level, epoch, model, train_loader, criteria, optimizer, scal
                                               bovws.to(info.device))
             if opt.amp:  # fp16 scores would change the mined pairs too much; the loss runs in fp32+
                 sim_P, sim_A1, sim_A2 = (s if s.dtype == torch.float64 else s.float() for s in (sim_P, sim_A1, sim_A2))
+            check_scores_finite((sim_P, sim_A1, sim_A2), epoch, i + 1)
             loss_P = criteria[0](sim_P, lab)
             loss_A1 = criteria[1](sim_A1, lab)
             loss_A2 = criteria[2](sim_A2, lab)
             loss = loss_P + w1 * loss_A1 + w2 * loss_A2
+            loss_value = check_finite(loss.item(), 'epoch %d step %d' % (epoch, i + 1))
             scaler.scale(loss).backward()
         if opt.grad_clip > 0:
             scaler.unscale_(optimizer)
@@ -163,60 +172,91 @@ def train_one_epoch(level, epoch, model, train_loader, criteria, optimizer, scal
         run_time += time.time() - start_time
         if (i + 1) % opt.log_step == 0 and info.is_main:
             # quirk (train_*.py:98): the time is divided by 100 whatever log_step is
-            log = "epoch: {0}; batch: {1}/{2}; loss: {3}; time: {4}\n".format(
+            line = "epoch: {0}; batch: {1}/{2}; loss: {3}; time: {4}\n".format(
                 epoch, i + 1, n_batches, loss.data.item(), run_time / 100)
-            logging_func(loss_file, log)
-            print(log, flush=True)
+            logging_func(loss_file, line)
+            log(line)
             run_time = 0
         if info.is_main:
             step = epoch * n_batches + i
-            tb_logger.log_value('loss', loss.item(), step=step)
+            tb_logger.log_value('loss', loss_value, step=step)
             tb_logger.log_value('loss_P', loss_P.item(), step=step)
             tb_logger.log_value('loss_A1', loss_A1.item(), step=step)
             tb_logger.log_value('loss_A2', loss_A2.item(), step=step)
     return float(loss.item()) if n_batches else float('nan')
 
 
-def main(level, argv=None):
-    opt = opts.parse_opt(argv)
-    print(opt)
+def restore(resume, path, core, optimizer, scaler):
+    """Continue a run from its model.pth.tar: weights, Adam, GradScaler, RNG, epoch, best mAP_sum."""
+    load_weights(core, resume['model'], path)
+    if 'optimizer' in resume:
+        optimizer.load_state_dict(resume['optimizer'])
+    if resume.get('scaler'):
+        scaler.load_state_dict(resume['scaler'])
+    if 'rng' in resume:
+        restore_rng_state(resume['rng'])
+    start_epoch, best_mAP_sum = int(resume['epoch']), float(resume['best_mAP_sum'])
+    log("=> resumed from %s (epoch %d, best_mAP_sum %.4f)" % (path, start_epoch, best_mAP_sum))
+    return start_epoch, best_mAP_sum
+
+
+def end_of_epoch(level, epoch, core, val_loader, optimizer, scaler, opt, base_seed, fingerprint_, best):
+    """Evaluate on dev, keep the best mAP_sum, save model.pth.tar (+ model_best.pth.tar)."""
+    print("-------- performance at epoch: %d --------" % (epoch))
+    result = run_eval(level, core, val_loader, opt)
+    tb_logger.log_value('mAP_sum', result.mAP_sum, step=epoch)
+    tb_logger.log_value('i2t_mAP', result.i2t_mAP, step=epoch)
+    tb_logger.log_value('t2i_mAP', result.t2i_mAP, step=epoch)
+    if not all_finite(core.state_dict()):
+        raise NonFiniteError('NaN/inf weights after epoch %d; nothing was saved (the last complete '
+                             'checkpoint in %s is kept). Lower --learning_rate or check the features'
+                             % (epoch, opt.model_name))
+    is_best = result.mAP_sum > best
+    best = max(result.mAP_sum, best)
+    save_epoch_checkpoint({
+        'epoch': epoch + 1,
+        'model': prefixed_state_dict(core),
+        'best_mAP_sum': np.float64(best),
+        'opt': opt,
+        # port additions for a full --resume and checks at evaluation (upstream tools ignore them)
+        'optimizer': optimizer.state_dict(),
+        'scaler': scaler.state_dict() if opt.amp else None,
+        'rng': rng_state(),
+        'base_seed': base_seed,
+        'vocab_fingerprint': fingerprint_,
+    }, is_best, prefix=opt.model_name)
+    return best
+
+
+def main(level, argv=None, opt=None):
+    """Train one subnetwork; `opt` is the parsed options (parsed from `argv` when not given)."""
+    opt = opts.parse_opt(argv) if opt is None else opt
+    setup_logging()
+    print(opt)  # upstream's line
     distributed = int(os.environ.get('WORLD_SIZE', '1')) > 1
     apply_gpuid(opt, argv, distributed)
     info = init_distributed(opt.device)
     seed_everything(opt.seed, opt.deterministic)
 
-    vocab_file = os.path.join(opt.vocab_path, '%s_vocab.json' % opt.data_name)
-    if not os.path.isfile(vocab_file):
-        raise SystemExit('vocabulary file not found: %s (expected <vocab_path>/<data_name>_vocab.json; '
-                         'build one with `python m2hse/vocab.py`)' % vocab_file)
-    vocab = deserialize_vocab(vocab_file)
+    vocab, vocab_file = load_vocab(opt)
     opt.vocab_size = len(vocab)
+    print_config(opt, 'resolved config')
+    if info.is_main:
+        prepare_outputs(opt)
 
     resume = load_model_checkpoint(opt.resume) if opt.resume else None
+    if resume:
+        check_vocabulary(opt.resume, resume, vocab, vocab_file)
     base_seed = resume['base_seed'] if resume and 'base_seed' in resume else \
         (opt.seed if opt.seed is not None else random.SystemRandom().randrange(2 ** 31))
-    try:
-        train_loader, val_loader, sampler, generator = build_loaders(level, vocab, opt, info, base_seed)
-    except data.DataLayoutError as err:
-        raise SystemExit('data layout error: %s' % err)
+    train_loader, val_loader, sampler, generator = build_loaders(level, vocab, opt, info, base_seed)
 
     core = build_model(level, opt).to(info.device)
     model = wrap_ddp(core, info)
     criteria = [MultiSpringBalanceLoss(opt=opt) for _ in range(3)]
     optimizer = torch.optim.Adam(core.parameters(), lr=opt.learning_rate)
     scaler = make_grad_scaler(info.device, opt.amp)
-
-    start_epoch, best_mAP_sum = 0, 0
-    if resume:
-        load_weights(core, resume['model'], opt.resume)
-        if 'optimizer' in resume:
-            optimizer.load_state_dict(resume['optimizer'])
-        if resume.get('scaler'):
-            scaler.load_state_dict(resume['scaler'])
-        if 'rng' in resume:
-            restore_rng_state(resume['rng'])
-        start_epoch, best_mAP_sum = int(resume['epoch']), float(resume['best_mAP_sum'])
-        print("=> resumed from %s (epoch %d, best_mAP_sum %.4f)" % (opt.resume, start_epoch, best_mAP_sum))
+    start_epoch, best_mAP_sum = restore(resume, opt.resume, core, optimizer, scaler) if resume else (0, 0)
 
     if info.is_main:
         os.makedirs(opt.model_name, exist_ok=True)
@@ -225,36 +265,20 @@ def main(level, argv=None):
         run_eval(level, core, val_loader, opt)  # upstream evaluates dev before training
     barrier()
 
+    fingerprint_ = vocab_fingerprint(vocab)
     for epoch in range(start_epoch, opt.num_epochs):
         if info.is_main:
             logging_func(os.path.join(opt.logger_name, "performance.log"),
                          "\nepoch: %d, model name: %s \n" % (epoch, opt.model_name))
-            print("model name: ", opt.model_name, flush=True)
+            log("model name: %s" % opt.model_name)
         adjust_learning_rate(opt, optimizer, epoch)
         generator.manual_seed(base_seed + epoch)  # shuffle order depends on (seed, epoch): resumable
         if sampler is not None:
             sampler.set_epoch(epoch)
         train_one_epoch(level, epoch, model, train_loader, criteria, optimizer, scaler, opt, info)
         if info.is_main:
-            print("-------- performance at epoch: %d --------" % (epoch))
-            result = run_eval(level, core, val_loader, opt)
-            mAP_sum = result['mAP_sum']
-            tb_logger.log_value('mAP_sum', mAP_sum, step=epoch)
-            tb_logger.log_value('i2t_mAP', result['i2t_mAP'], step=epoch)
-            tb_logger.log_value('t2i_mAP', result['t2i_mAP'], step=epoch)
-            is_best = mAP_sum > best_mAP_sum
-            best_mAP_sum = max(mAP_sum, best_mAP_sum)
-            save_epoch_checkpoint({
-                'epoch': epoch + 1,
-                'model': prefixed_state_dict(core),
-                'best_mAP_sum': np.float64(best_mAP_sum),
-                'opt': opt,
-                # port additions for a full --resume (upstream tools ignore them)
-                'optimizer': optimizer.state_dict(),
-                'scaler': scaler.state_dict() if opt.amp else None,
-                'rng': rng_state(),
-                'base_seed': base_seed,
-            }, is_best, prefix=opt.model_name)
+            best_mAP_sum = end_of_epoch(level, epoch, core, val_loader, optimizer, scaler, opt, base_seed,
+                                        fingerprint_, best_mAP_sum)
         barrier()
     if info.is_main:
         tb_logger.close()

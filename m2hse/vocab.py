@@ -9,8 +9,8 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 
-from common.vocab import Vocabulary, build_vocab, deserialize_vocab, serialize_vocab  # noqa: F401
-from m2hse.data_provider import read_captions
+from common.errors import InputError, cli_main
+from common.safeio import check_writable
 
 annotations = {
     'corel5k_precomp': ['train_caps.txt', 'dev_caps.txt'],
@@ -24,18 +24,23 @@ def main(argv=None):
     parser.add_argument('--data_name', default='pascal_precomp', help='corel5k_precomp or pascal_precomp')
     parser.add_argument('--threshold', default=2, type=int, help='keep words seen at least this often')
     opt = parser.parse_args(argv)
+    from common.vocab import build_vocab, serialize_vocab  # nltk: after parsing so that --help is fast
+    from m2hse.data_provider import read_captions  # torch, likewise
+    dest = './vocab/%s_vocab.json' % opt.data_name
+    check_writable(dest, 'vocabulary file')
     captions = []
     for name in annotations.get(opt.data_name, ['train_caps.txt', 'dev_caps.txt']):
         path = os.path.join(opt.data_path, opt.data_name, name)
         if not os.path.isfile(path):
-            raise SystemExit('caption file not found: %s' % path)
+            raise InputError('%s: caption file not found' % path)
         captions.extend(read_captions(path))
+    if not any(c.strip() for c in captions):
+        raise InputError('%s: no captions to build a vocabulary from' % os.path.join(opt.data_path, opt.data_name))
     vocab = build_vocab(captions, opt.threshold)
-    dest = './vocab/%s_vocab.json' % opt.data_name
     serialize_vocab(vocab, dest)
     print("Saved vocabulary file to ", dest)
     return vocab
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

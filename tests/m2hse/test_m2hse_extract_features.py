@@ -5,8 +5,10 @@ import os
 import numpy as np
 import pytest
 
+from common.errors import InputError
 from m2hse import data_provider as data
 from m2hse import extract_features
+from m2hse.features import grid_boxes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMAGES = os.path.join(HERE, 'data', 'images')
@@ -61,13 +63,13 @@ def test_block_histograms_partition_the_whole_image_counts(tmp_path):
 
 
 def test_missing_imagenet_weights_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match='alexnet-owt-7be5be79.pth and pass --cnn_weights'):
+    with pytest.raises(InputError, match='alexnet-owt-7be5be79.pth and pass --cnn_weights'):
         extract_features.main(['--image_dir', IMAGES, '--list_dir', _lists(tmp_path)])
-    with pytest.raises(SystemExit, match='--cnn_weights file not found: nope.pth'):
+    with pytest.raises(InputError, match='--cnn_weights file not found: nope.pth'):
         extract_features.main(['--image_dir', IMAGES, '--list_dir', _lists(tmp_path), '--cnn_weights', 'nope.pth'])
 
 
 def test_grid_boxes_cover_the_image_row_major():
-    boxes = extract_features.grid_boxes(10, 7)
+    boxes = grid_boxes(10, 7)
     assert boxes[0] == (0, 0, 3, 2) and boxes[2] == (7, 0, 10, 2) and boxes[8] == (7, 5, 10, 7)
     assert sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) == 70

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import InputError
 from m2hse.evaluation import i2t_mAP, t2i_mAP
 from m2hse.model import MultiSpringBalanceLoss
 
@@ -110,7 +111,7 @@ def test_fuse_weights_and_report(tmp_path):
     assert payload['mAP_sum'] == pytest.approx(half['mAP_sum']) and payload['n_images'] == 12
     assert 0 < payload['random_mAP_sum'] < 1
     np.save(tmp_path / 'bad.npy', np.zeros((3, 3)))
-    with pytest.raises(SystemExit, match='shape mismatch'):
+    with pytest.raises(InputError, match='shape mismatch'):
         fuse.main(['--global_scores', g, '--local_scores', str(tmp_path / 'bad.npy'), '--labels', labels])
 
 

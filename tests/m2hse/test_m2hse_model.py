@@ -5,7 +5,7 @@ import torch
 
 from m2hse import opts
 from m2hse.model import EncoderText_global, MMHSE_global, MMHSE_local, build_model
-from m2hse.train import prefixed_state_dict
+from m2hse.checkpoints import prefixed_state_dict
 from m2hse.xattn import cosine_similarity, cross_region_scores, l2norm, local_scores
 
 GRU_KEYS = ['embed.weight', 'rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'rnn.bias_ih_l0', 'rnn.bias_hh_l0',

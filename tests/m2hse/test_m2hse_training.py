@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import InputError
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.vocab import deserialize_vocab
 from m2hse import make_demo_data, test_global, train_global, train_local
 from m2hse import data_provider as data
 from m2hse.evaluation import evaluate
 from m2hse.model import build_model
-from m2hse.train import prefixed_state_dict
+from m2hse.checkpoints import prefixed_state_dict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -72,7 +73,7 @@ def test_checkpoint_round_trip_scores_identically(workdir, tmp_path):
     opt.vocab_size = len(vocab)
     model = build_model('global', opt)
     loader = data.get_test_loader('global', vocab, opt)
-    direct = evaluate('global', model, loader, opt)['sims']
+    direct = evaluate('global', model, loader, opt).sims
     save_checkpoint({'epoch': 1, 'model': prefixed_state_dict(model), 'best_mAP_sum': np.float64(0), 'opt': opt},
                     str(tmp_path / 'c.pth.tar'))
     test_global.main(['--data_path', './data/coarse-grained-data', '--model_path', str(tmp_path / 'c.pth.tar'),
@@ -107,9 +108,9 @@ def test_readme_command_runs_verbatim(workdir):
 def test_missing_feature_file_is_named_up_front(workdir, tmp_path):
     shutil.copytree('data/fine-grained-data', tmp_path / 'broken', symlinks=False)
     os.remove(tmp_path / 'broken' / 'corel5k_precomp' / 'dev_bovws.npy')
-    with pytest.raises(SystemExit, match=r'dev_bovws.npy \(expected a .npy array of shape \(60, 9, 20\)\)'):
+    with pytest.raises(InputError, match=r'dev_bovws.npy \(expected a .npy array of shape \(60, 9, 20\)\)'):
         train_local.main(['--data_path', str(tmp_path / 'broken'), '--logger_name', 'x', '--model_name', 'x'] + TINY)
-    with pytest.raises(SystemExit, match=r'train_cnns.npy has shape \(200, 9, 32\), expected \(200, 32\)'):
+    with pytest.raises(InputError, match=r'train_cnns.npy has shape \(200, 9, 32\), expected \(200, 32\)'):
         train_global.main(['--data_path', './data/fine-grained-data', '--logger_name', 'x', '--model_name', 'x'] + TINY)
 
 

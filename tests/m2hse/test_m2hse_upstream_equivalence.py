@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import InputError
 from common.vocab import deserialize_vocab
 from m2hse import data_provider as data
 from m2hse import test_global, test_local
 from m2hse.model import MultiSpringBalanceLoss, build_model
-from m2hse.train import load_model_checkpoint, strip_module_prefix
+from m2hse.checkpoints import load_model_checkpoint, strip_module_prefix
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UPSTREAM = os.path.join(HERE, 'data', 'upstream')
@@ -49,8 +50,8 @@ def test_cli_reproduces_upstream_scores_and_map(level, tmp_path, capsys, monkeyp
     assert sims.dtype == np.float64 and sims.shape == (12, 12)
     np.testing.assert_allclose(sims, ref, rtol=0, atol=1e-6)
     assert (sims[:, 10] == sims[:, 11]).all()  # duplicate captions tie exactly, as upstream
-    assert result['i2t_mAP'] == pytest.approx(EXPECTED[level]['i2t_mAP'], abs=1e-12)
-    assert result['t2i_mAP'] == pytest.approx(EXPECTED[level]['t2i_mAP'], abs=1e-12)
+    assert result.i2t_mAP == pytest.approx(EXPECTED[level]['i2t_mAP'], abs=1e-12)
+    assert result.t2i_mAP == pytest.approx(EXPECTED[level]['t2i_mAP'], abs=1e-12)
     payload = json.load(open(out_json))
     assert payload['n_images'] == 12 and payload['n_texts'] == 12
     assert payload['mAP_sum'] == pytest.approx(payload['i2t_mAP'] + payload['t2i_mAP'])
@@ -72,7 +73,7 @@ def test_local_exact_attention_matches_upstream_bitwise(tmp_path, monkeypatch):
                               '--model_path', os.path.join(UPSTREAM, 'upstream_local.pth.tar'),
                               '--attention', 'exact', '--device', 'cpu'])
     ref = np.load(os.path.join(UPSTREAM, 'upstream_local_sims.npy'))
-    np.testing.assert_allclose(result['sims'], ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.sims, ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('level', ['global', 'local'])
@@ -105,6 +106,6 @@ def test_checkpoint_that_does_not_fit_the_vocab_is_explained(tmp_path):
     vocab['idx2word']['264'] = 'zzz-new-word'
     vocab['idx'] = 265
     (tmp_path / 'corel5k_precomp_vocab.json').write_text(_json.dumps(vocab))
-    with pytest.raises(SystemExit, match='does not fit the model .*size mismatch'):
+    with pytest.raises(InputError, match='does not fit the model .*size mismatch'):
         test_global.main(['--data_path', os.path.join(UPSTREAM, 'global'), '--vocab_path', str(tmp_path),
                           '--model_path', os.path.join(UPSTREAM, 'upstream_global.pth.tar'), '--device', 'cpu'])
