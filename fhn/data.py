@@ -2,7 +2,6 @@
 import io
 import logging
 import os
-import pickle
 
 import lmdb
 import numpy as np
@@ -11,7 +10,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from common.checkpoint import CheckpointError, load_pickle
 from common.errors import InputError
+from fhn.image_store import check_lmdb
+
+SEMANTIC_DIM = 2400  # sentence vectors (the text encoder's input size, fixed upstream)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -82,10 +85,17 @@ def read_image_list(image_list_fn):
 
 
 def load_semantic_data(semantic_fn):
+    """{image name: vector}: upstream's pickle, read through the allow-list (numpy only)."""
     if not os.path.isfile(semantic_fn):
         raise DataError("missing sentence vectors: %s" % semantic_fn)
-    with open(semantic_fn, "rb") as f:
-        return pickle.load(f)
+    try:
+        data = load_pickle(semantic_fn)
+    except CheckpointError as err:
+        raise DataError("sentence vectors: %s" % err) from None
+    if not isinstance(data, dict):
+        raise DataError("%s: expected a dict {image name: vector}, found %s"
+                        % (semantic_fn, type(data).__name__))
+    return data
 
 
 def read_item_list(posi_tpl, variable_length):
@@ -130,6 +140,7 @@ def open_lmdb(path):
     """One read-only environment per path and process (lmdb refuses a second open)."""
     key = (os.path.abspath(path), os.getpid())
     if key not in _LMDB_ENVS:
+        check_lmdb(path)
         _LMDB_ENVS[key] = lmdb.open(path, max_readers=1, readonly=True, lock=False,
                                     readahead=False, meminit=False)
     return _LMDB_ENVS[key]
@@ -162,14 +173,47 @@ class Datum(object):
                 buf = txn.get(img_name.encode())
             if buf is None:
                 raise DataError("image %s not in LMDB %s" % (img_name, self.lmdb_dir))
-            return Image.open(io.BytesIO(buf)).convert("RGB")
+            return decode(io.BytesIO(buf), "%s in LMDB %s" % (img_name, self.lmdb_dir))
         path = os.path.join(self.image_dir, img_name)
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            return decode(f, path)
 
     def load_semantics(self, c, n):
-        vec = self.semantic[self.image_list[c][n]]
-        return torch.from_numpy(np.asarray(vec).astype(np.float32))
+        name = self.image_list[c][n]
+        vec = np.asarray(self.semantic[name])
+        if vec.shape != (SEMANTIC_DIM,):
+            raise DataError("sentence vector of %s has shape %s, expected (%d,)"
+                            % (name, vec.shape, SEMANTIC_DIM))
+        return torch.from_numpy(vec.astype(np.float32))
+
+    def has_item(self, c, n):
+        """The item's picture (when images are used) and sentence vector (when used) exist."""
+        name = self.image_list[c][n]
+        if self.use_semantic and name not in self.semantic:
+            return False
+        if not self.use_visual:
+            return True
+        if self.lmdb_dir:
+            with self._lmdb().begin(write=False) as txn:
+                return txn.get(name.encode()) is not None
+        return os.path.isfile(os.path.join(self.image_dir, name))
+
+    def missing_rows(self, tuples):
+        """Boolean mask of the outfits (rows of item ids, -1 = none) with a missing item."""
+        mask = np.zeros(len(tuples), dtype=bool)
+        known = {}
+        for k, cate in enumerate(self.cate_map):
+            for row, n in enumerate(tuples[:, k]):
+                n = int(n)
+                if n < 0:
+                    continue
+                if n >= len(self.image_list[cate]):
+                    raise DataError("item %d of category %d does not exist: the image list has %d "
+                                    "lines" % (n, cate, len(self.image_list[cate])))
+                if (cate, n) not in known:
+                    known[(cate, n)] = self.has_item(cate, n)
+                mask[row] |= not known[(cate, n)]
+        return mask
 
     def semantic_data(self, tpl):
         return [self.load_semantics(c, i) for i, c in zip(fill_second_top(tpl), self.cate_map)]
@@ -191,6 +235,26 @@ class Datum(object):
         if self.use_semantic:
             return self.semantic_data(tpl)
         return tpl
+
+
+def decode(f, where):
+    try:
+        return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError("%s: corrupt image (%s); rebuild the LMDB with fhn/scripts/build_polyvore.py, "
+                        "which skips corrupt images" % (where, err)) from None
+
+
+def report_missing(param, dropped, total, what):
+    """One printed line (or, with strict_images, an error) for outfits left out."""
+    if not dropped:
+        return
+    store = param.lmdb_dir if (param.use_lmdb and param.use_visual) else param.image_dir
+    msg = ("%s: %d of %d %s use images or sentence vectors missing from %s or %s"
+           % (param.data_dir, dropped, total, what, store, param.semantic_fn))
+    if param.strict_images or dropped == total:
+        raise DataError(msg + "; add the missing items or remove those %s" % what)
+    LOGGER.warning("%s; left out (--strict makes this an error)", msg)
 
 
 def make_datum(param, transforms):
@@ -219,6 +283,7 @@ class PolyvoreDataset(Dataset):
         self.nega_tpl = read_tuples(param.nega_fn, num_cols)
         if len(self.posi_tpl) == 0:
             raise DataError("%s: no positive tuples" % param.posi_fn)
+        self.posi_tpl, self.nega_tpl = self._drop_missing(self.posi_tpl, self.nega_tpl)
         self.item_list = read_item_list(self.posi_tpl, param.variable_length)
         self.item_size = [len(ilist) for ilist in self.item_list]
         self.hard_ratio = 0.8
@@ -236,6 +301,21 @@ class PolyvoreDataset(Dataset):
         LOGGER.info("Number of users: %s", self.num_users)
         LOGGER.info("Number of items: %s", ",".join(map(str, self.item_size)))
         LOGGER.info("Number of positive outfits: %s", self.num_posi)
+
+    def _drop_missing(self, posi, nega):
+        """Leave out each positive with a missing item, together with its R fixed negatives."""
+        ratio = len(nega) // len(posi)
+        bad = self.datum.missing_rows(posi[:, 1:])
+        if ratio:
+            bad_nega = self.datum.missing_rows(nega[: ratio * len(posi), 1:])
+            bad |= bad_nega.reshape(len(posi), ratio).any(axis=1)
+        report_missing(self.param, int(bad.sum()), len(posi), "outfits of %s" % self.param.phase)
+        if not bad.any():
+            return posi, nega
+        keep = ~bad
+        if ratio:
+            nega = nega[: ratio * len(posi)][np.repeat(keep, ratio)]
+        return posi[keep], nega
 
     def get_image_path(self, c, n):
         return os.path.join(self.param.image_dir, self.image_list[c][n])
@@ -413,6 +493,11 @@ class FITBDataset(Dataset):
         self.param = param
         self.image_list, self.datum = make_datum(param, transforms)
         self.fitb = read_tuples(param.fitb_fn, (1 + len(param.cate_name)) * param.num_cand)
+        num = len(param.cate_name) + 1
+        rows = self.fitb.reshape(-1, num)[:, 1:]
+        bad = self.datum.missing_rows(rows).reshape(len(self.fitb), param.num_cand).any(axis=1)
+        report_missing(param, int(bad.sum()), len(self.fitb), "FITB questions")
+        self.fitb = self.fitb[~bad]
         self.num_comparisons = len(self.fitb)
 
     def __getitem__(self, index):

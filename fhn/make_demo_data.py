@@ -4,7 +4,7 @@
 Each user prefers one style (a colour); items are synthetic 291x291 product images
 (style colour over the whole photo x category silhouette and pattern). Layout as spec section 3: tuples_N/image_list_*,
 tuples_{train,val,test}_{posi,nega}, fill_in_blank_test, images/291x291, images/lmdb
-(built with scripts/build_polyvore.py), sentence_vector/semantic.pkl.
+(packed by fhn.image_store.pack_images, as scripts/build_polyvore.py does), sentence_vector/semantic.pkl.
 """
 import os
 import sys
@@ -18,6 +18,8 @@ import pickle  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+
+from fhn.image_store import pack_images  # noqa: E402
 
 CATES = ["top", "bottom", "shoe"]
 # one colour per style, far apart in hue and brightness: even a randomly initialised CNN
@@ -143,8 +145,7 @@ def make_data(out_dir, users=4, items=12, posi=(6, 2, 5), nega_ratio=(1, 1, 4),
         fitb.append(q)
         del cate
     write_csv(os.path.join(tpl_dir, "fill_in_blank_test"), header * 4, fitb)
-    from fhn.scripts.build_polyvore import create_lmdb
-    create_lmdb(os.path.join(root, "images", "lmdb"), img_dir, map_size=2 ** 26)
+    pack_images(os.path.join(root, "images", "lmdb"), img_dir, map_size=2 ** 26, strict=True)
     return root
 
 

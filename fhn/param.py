@@ -162,6 +162,9 @@ class FITBDataParam(_DataPaths, _Param):
         use_lmdb=True,
         num_workers=8,
         num_cand=4,  # number of candidates, which equals to batch size
+        # port: questions with missing images / sentence vectors are left out and counted;
+        # True makes that an error (run.py --strict sets it)
+        strict_images=False,
     )
     infer = ["data_dir", "image_list_fn", "image_dir", "posi_fn", "fitb_fn", "semantic_fn"]
 
@@ -197,6 +200,9 @@ class DataParam(_DataPaths, _Param):
         num_workers=8,
         shuffle=None,
         fsl=None,
+        # port: outfits whose images / sentence vectors are missing are left out and counted;
+        # True makes that an error (run.py --strict sets it)
+        strict_images=False,
     )
     infer = ["image_dir", "data_dir", "posi_fn", "nega_fn", "image_list_fn", "semantic_fn"]
 

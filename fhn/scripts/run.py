@@ -139,8 +139,19 @@ def build_parser():
                         help="use deterministic algorithms (slower; errors on ops without one)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision on CUDA (changes numerics; no-op on CPU)")
+    parser.add_argument("--strict", action="store_true",
+                        help="an outfit with a missing or corrupt image is an error (default: left out and counted)")
     add_progress_arg(parser)
     return parser
+
+
+def data_params(config):
+    """Every data section of the config (the ColdStart big/small sets included)."""
+    params = [config.data_param, config.train_data_param, config.test_data_param,
+              config.fitb_data_param]
+    if config.net_param is not None:
+        params += [config.net_param.big_data_param, config.net_param.small_data_param]
+    return [p for p in params if p is not None and hasattr(p, "strict_images")]
 
 
 def output_files(config, args):
@@ -207,6 +218,9 @@ def main(argv=None):
     try:
         config = load_config(args.cfg)
         check_sections(config, args.action)
+        if args.strict:
+            for param in data_params(config):
+                param.strict_images = True
         check_outputs(config, args)
         logfile = config_log(stream_level=config.log_level, log_file=config.log_file)
         LOGGER.info("Logging to file %s", logfile)
