@@ -209,7 +209,7 @@ def train(opt, train_loader, model, epoch, is_main=True):
     print(epoch)
     model.train_start()
     end = time.time()
-    batches = progress(train_loader, desc='epoch %d' % epoch, unit='batch',
+    batches = progress(train_loader, desc='epoch %d' % epoch,
                        enabled=is_main and not opt.no_progress)
     for i, train_data in enumerate(batches):
         data_time.update(time.time() - end)

@@ -125,6 +125,7 @@ def get_parser(argv=None):
 def explicit_options(argv=None):
     """Names (dests) of the options given on the command line, whatever their value."""
     parser = build_parser()
+    parser._defaults.clear()  # set_defaults(model='HSL') is not a given option
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))

@@ -42,3 +42,20 @@ def test_entry_scripts_run_by_path_from_another_folder(tmp_path):
         out = subprocess.run([sys.executable, os.path.join(repo, 'hsl', script), '--help'], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and 'usage:' in out.stdout, (script, out.stderr[-500:])
+
+
+def test_help_of_every_entry_script_is_fast(tmp_path):
+    import time
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for script in ('main.py', 'parse_dataset.py', 'predict.py', 'demo.py', 'make_demo_data.py'):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, os.path.join(repo, 'hsl', script), '--help'], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        elapsed = time.perf_counter() - start
+        assert out.returncode == 0 and elapsed < 1.5, (script, elapsed, out.stderr[-500:])
+
+
+def test_explicit_options_are_the_ones_given():
+    assert parser.explicit_options(['--glove', '--score_agg', 'max', '--resume', 'x']) == {
+        'glove', 'score_agg', 'resume'}
+    assert parser.explicit_options([]) == set()

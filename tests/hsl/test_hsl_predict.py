@@ -45,3 +45,34 @@ def test_checkpoint_with_cuda_storages_loads_on_cpu(hh, tiny_root, tmp_path, mon
     ranked, _ = predict.main(['--resume', path, '--query', 'bag', '--data_path', data,
                               '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu'])
     assert len(ranked) == 6
+
+
+def test_predict_unified_flags_print_product_ids_and_export_one_npz(hh, tiny_root, tmp_path, capsys):
+    data = os.path.join(tiny_root, 'data')
+    common = ['--query', 'red dress', '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'),
+              '--device', 'cpu']
+    old, _ = predict.main(['--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'), '--topn', '2']
+                          + common)
+    capsys.readouterr()
+    archive = tmp_path / 'emb.npz'
+    ranked, scores = predict.main(['--checkpoint', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+                                   '--top_k', '2', '--export', str(archive)] + common)
+    out = capsys.readouterr().out.splitlines()
+    assert ranked == old
+    assert out[:3] == ['rank\tproduct_id\tscore'] + ['%d\t%d\t%r' % (i + 1, ranked[i], float(scores[i]))
+                                                      for i in range(2)]
+    with np.load(archive) as emb:
+        assert sorted(emb.files) == sorted(predict.EXPORT_NAMES)
+        assert emb['query_embeddings'].shape == (4, 12)
+        assert emb['product_object_embeddings'].shape == (6, 3, 2, 12)
+        np.testing.assert_array_equal(emb['product_num_boxes'], [2, 1, 3, 2, 1, 3])
+        assert sorted(emb['product_ids'].tolist()) == sorted(ranked)
+    assert not (tmp_path / 'emb').exists()
+
+
+def test_predict_export_without_npz_suffix_keeps_the_folder_layout(hh, tiny_root, tmp_path, capsys):
+    data = os.path.join(tiny_root, 'data')
+    predict.main(['--checkpoint', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'), '--query', 'bag',
+                  '--data_path', data, '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu',
+                  '--export', str(tmp_path / 'out')])
+    assert sorted(os.listdir(tmp_path / 'out')) == sorted(n + '.npy' for n in predict.EXPORT_NAMES)

@@ -164,3 +164,40 @@ def test_cuda_amp_training_and_eval_match_cpu(hh, tiny, tiny_root):
     model.train_start()
     losses = [model.train_emb(i, *batch) for i in range(20)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_tensorboard_steps_increase_across_epochs_and_resume(hh, tiny_root, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logger = str(tmp_path / 'run')
+    hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '2'))
+    hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '3', '--resume',
+                             os.path.join(logger, 'checkpoint.pth.tar')))
+    capsys.readouterr()
+    steps = []
+    for name in sorted(os.listdir(logger)):
+        if name.startswith('events.'):
+            events = EventAccumulator(os.path.join(logger, name))
+            events.Reload()
+            steps += [e.step for e in events.Scalars('Cnt Le')]
+    assert steps == list(range(1, 10))  # 3 epochs x 3 steps, never restarting
+    assert load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))['Eiters'] == 3  # upstream's per-epoch count
+
+
+def test_training_prints_its_resolved_config_first(hh, tiny_root, tmp_path, capsys):
+    hsl_main.main(train_argv(hh, tiny_root, str(tmp_path / 'run'), '--num_epochs', '1'))
+    out = capsys.readouterr().out
+    assert out.index('config:\n') < out.index('epoch\n0\n')
+    assert "  score_agg: 'max'\n" in out and '  batch_size: 4\n' in out
+
+
+def test_training_epoch_shows_a_progress_bar_on_request(hh, tiny_root, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', XMODAL_PROGRESS='1')
+    argv = train_argv(hh, tiny_root, str(tmp_path / 'run'), '--num_epochs', '1')
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'hsl', 'main.py')] + argv, env=env,
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'epoch 0' in proc.stderr and ('it/s' in proc.stderr or 's/it' in proc.stderr)
+    assert 'epoch\n0\n' in proc.stdout  # upstream's printed lines stay
+    quiet = subprocess.run([sys.executable, os.path.join(REPO, 'hsl', 'main.py')] + argv + ['--no_progress'],
+                           env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=180)
+    assert quiet.returncode == 0 and 'it/s' not in quiet.stderr and 's/it' not in quiet.stderr
