@@ -1,6 +1,6 @@
-"""Benchmark HSL evaluation: queries/s of the port's evaluate() (each product encoded once per
-chunk of queries) vs evaluate_naive() (upstream's loop: every query re-encodes its whole pool,
-batches of 4 queries), same model and data; checks the scores and nDCG agree.
+"""Benchmark HSL evaluation: queries/s of hsl.evaluation_fast.evaluate (each product encoded once
+per chunk of queries) vs hsl.evaluation.evaluate (upstream's loop: every query re-encodes its
+whole pool, batches of 4 queries), same model and data; checks the scores and nDCG agree.
 
     python bench/hsl_eval.py [--queries 60] [--products 600] [--pool 30] [--threads 1]
 
@@ -20,9 +20,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.vocab import Vocabulary  # noqa: E402
 from hsl import parser  # noqa: E402
-from hsl.data import EvalDataset  # noqa: E402
-from hsl.evaluation import evaluate, evaluate_naive  # noqa: E402
-from hsl.main import _naive_loader  # noqa: E402
+from hsl import evaluation, evaluation_fast  # noqa: E402
+from hsl.data import EvalDataset, eval_loader  # noqa: E402
 from hsl.model import HSL  # noqa: E402
 from hsl.parse_dataset import dump  # noqa: E402
 from hsl.records import Product, Query  # noqa: E402
@@ -74,10 +73,11 @@ def main():
         val_set = EvalDataset(opt, vocab, 'valid')
         quiet = lambda *a: None  # noqa: E731
         t0 = time.time()
-        fast = evaluate(model, val_set, answer, logging=quiet)
+        fast = evaluation_fast.evaluate(model, eval_loader(val_set), answer, logging=quiet,
+                                        show_progress=False)
         t_fast = time.time() - t0
         t0 = time.time()
-        naive = evaluate_naive(model, _naive_loader(val_set, opt), answer, logging=quiet)
+        naive = evaluation.evaluate(model, eval_loader(val_set), answer, logging=quiet, show_progress=False)
         t_naive = time.time() - t0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
