@@ -15,7 +15,12 @@ from efficientnet_pytorch import EfficientNet
 from transformers import BertConfig, BertModel
 from transformers.utils import logging as hf_logging
 
-from avas.tokenization import build_tokenizer
+from avas.errors import MissingFileError
+from avas.text_batches import encode_texts_batched
+from avas.tokenization import build_tokenizer, tokenize, vocab_fingerprint
+from common.checkpoint import load_checkpoint
+from common.errors import InputError
+from common.safeio import all_finite
 
 POSITION_IDS_KEY = 'text_model.embeddings.position_ids'  # persistent buffer in transformers 4.8.1
 HAS_CATE, HAS_IMAGE, HAS_TITLE = 0, 1, 2  # AVAS relation ids (3 = padding)
@@ -25,7 +30,7 @@ MKG_KEYS = ('relations_emb.weight', 'linear_relation.weight', 'linear_relation.b
 def load_bert_config(bert_path, bert_layers_num=4):
     path = os.path.join(bert_path, 'config.json')
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             '%s: BERT config not found. --bert_path must be a folder with the bert-base-chinese '
             'config.json and vocab.txt (copies ship in avas/data/bert).' % path)
     config = BertConfig.from_json_file(path)
@@ -140,17 +145,37 @@ def _pretrained_bert(bert_path, config):
     return BertModel.from_pretrained(bert_path, config=config, local_files_only=True)
 
 
-class CheckpointLayoutError(ValueError):
-    pass
+class CheckpointLayoutError(InputError, ValueError):
+    """A checkpoint whose keys/shapes do not fit the model (another paper's, another config)."""
 
 
 def state_dict_from_checkpoint(obj, path):
     """align_model.pth is {'epoch', 'min_loss', 'state_dict'}; only ['state_dict'] is read."""
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
         obj = obj['state_dict']
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointLayoutError('%s: expected {"state_dict": {...}} or a state_dict' % path)
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointLayoutError('%s: expected {"state_dict": {...}} or a state_dict of tensors (an ALIGN '
+                                    'checkpoint such as align_model.pth); is it another model\'s file?' % path)
+    if not all_finite(obj):
+        raise CheckpointLayoutError('%s: holds NaN/inf weights; use an earlier checkpoint' % path)
     return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in obj.items()}
+
+
+def check_vocabulary(model, ckpt, path):
+    """Checkpoints written by train_align.py carry the fingerprint of their vocab.txt: another
+    vocabulary is an error. Upstream's carry none: only the embedding-table size can be checked."""
+    rows = model.text_model.embeddings.word_embeddings.weight.shape[0]
+    if len(model.tokenizer) > rows:
+        raise CheckpointLayoutError('%s: its text tower has %d token rows but the vocab.txt of --bert_path has '
+                                    '%d tokens; use the vocabulary the model was trained with'
+                                    % (path, rows, len(model.tokenizer)))
+    expected = ckpt.get('vocab_fingerprint') if isinstance(ckpt, dict) else None
+    if expected is None:
+        print('note: %s has no vocabulary fingerprint (an upstream checkpoint): checked the embedding size '
+              '(%d rows), not that vocab.txt is the training vocabulary' % (path, rows))
+    elif expected != vocab_fingerprint(model.tokenizer):
+        raise CheckpointLayoutError('%s: trained with another vocabulary than the vocab.txt of --bert_path '
+                                    '(fingerprint mismatch); pass the --bert_path used for training' % path)
 
 
 def load_align_state_dict(model, state_dict, source='checkpoint'):
@@ -174,15 +199,19 @@ def load_align_state_dict(model, state_dict, source='checkpoint'):
     return model
 
 
-def read_align_checkpoint(model_path):
-    from common.checkpoint import load_checkpoint
+def load_align_checkpoint(model_path):
+    """The checkpoint object as saved ({'epoch', 'min_loss', 'state_dict'[, 'vocab_fingerprint']})."""
     if not os.path.isfile(model_path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             '%s: ALIGN checkpoint not found. Download release v0.1 asset '
             'commodity_poi_mml_20211221_with_MKG_withMKG_iteration_200000_0.4215_0.407_0.018.pth from '
             'https://github.com/youyuge34/AVAS/releases and rename it align_model.pth (or pass '
             '--model_path).' % model_path)
-    return state_dict_from_checkpoint(load_checkpoint(model_path), model_path)
+    return load_checkpoint(model_path)
+
+
+def read_align_checkpoint(model_path):
+    return state_dict_from_checkpoint(load_align_checkpoint(model_path), model_path)
 
 
 def build_model(model_path=None, bert_path='bert-base-chinese', bert_layers_num=4, feature_dim=512,
@@ -192,7 +221,9 @@ def build_model(model_path=None, bert_path='bert-base-chinese', bert_layers_num=
     tower weights are read, as upstream forces), else freshly initialised."""
     if model_path:
         model = ALIGN(efficientnet_type, bert_layers_num, None, bert_path, False, feature_dim, with_mkg)
-        load_align_state_dict(model, read_align_checkpoint(model_path), model_path)
+        ckpt = load_align_checkpoint(model_path)
+        load_align_state_dict(model, state_dict_from_checkpoint(ckpt, model_path), model_path)
+        check_vocabulary(model, ckpt, model_path)
         print('model.load_state_dict success~')
         return model
     return ALIGN(efficientnet_type, bert_layers_num, efficientnet_weights_path, bert_path,
@@ -200,23 +231,20 @@ def build_model(model_path=None, bert_path='bert-base-chinese', bert_layers_num=
 
 
 @torch.no_grad()
-def encode_texts(model, texts, device, norm=True, batch_size=64):
-    """Embed texts in padded batches (attention masks make padding inert; texts are grouped by
-    length to pad little, results returned in input order); batch_size=1 is upstream's
-    one-string-per-call path."""
-    from avas.tokenization import tokenize
+def encode_texts_reference(model, texts, device, norm=True):
+    """Upstream's text path: one string per tokenizer/BERT call (no padding, mask all ones)."""
     texts = list(texts)
     if not texts:
         return torch.zeros((0, model.text_hidden_layer.out_features), device=device)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if batch_size > 1 else list(range(len(texts)))
-    out = []
-    for start in range(0, len(texts), batch_size):
-        chunk = [texts[i] for i in order[start:start + batch_size]]
-        out.append(model.encode_text(tokenize(model.tokenizer, chunk, device), norm=norm))
-    embeddings = torch.cat(out)
-    result = torch.empty_like(embeddings)
-    result[torch.tensor(order, device=embeddings.device)] = embeddings
-    return result
+    return torch.cat([model.encode_text(tokenize(model.tokenizer, [t], device), norm=norm) for t in texts])
+
+
+def encode_texts(model, texts, device, norm=True, batch_size=64):
+    """batch_size 1 (--text_batch_size 1) = the reference path above; otherwise the padded,
+    length-grouped batches of avas/text_batches.py (same embeddings to ~1e-6)."""
+    if batch_size <= 1:
+        return encode_texts_reference(model, texts, device, norm)
+    return encode_texts_batched(model, texts, device, norm, batch_size)
 
 
 @torch.no_grad()

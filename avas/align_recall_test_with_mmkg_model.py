@@ -3,6 +3,8 @@ score every (POI name, image) pair by cosine, write 'poi_id,name,image_path,scor
 
     python align_recall_test_with_mmkg_model.py            # upstream defaults, cwd = repo root
     python align_recall@K.py                               # then recall@5 of the written CSV
+
+Unreadable images are skipped and counted (--strict: an error), never scored as a zeros image.
 """
 import os
 import sys
@@ -10,14 +12,11 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
-import time
 
-import numpy as np
-import torch
-
-from common.checkpoint import CheckpointError
-from avas.align_model import build_model, encode_texts
-from avas.data import list_images, load_image_or_zeros, read_recall_csv, unique_pois
+from avas.options import add_common_args
+from common.errors import cli_main
+from common.logs import print_config, setup_logging
+from common.safeio import check_writable, cleanup_stale_tmp
 
 
 def get_parser():
@@ -33,83 +32,56 @@ def get_parser():
     p.add_argument('--k', default=5, type=int, help='K of the recall@K written to --out_json')
     p.add_argument('--out_json', default=None, help='write {"recall@<K>": ...} here')
     p.add_argument('--out_scores', default=None, help='save the POI x image cosine matrix (.npy)')
-    from common.runtime import add_runtime_args
-    add_runtime_args(p)
-    return p
+    return add_common_args(p)
 
 
-@torch.no_grad()
-def embed_images(model, img_paths, batch_size, device, amp=False):
-    from common.runtime import autocast
-    iterations = (len(img_paths) + batch_size - 1) // batch_size
-    print('iterations=', len(img_paths) // batch_size + 1)  # upstream's count (may include an empty batch)
-    chunks = []
-    for i in range(iterations):
-        batch = img_paths[i * batch_size:(i + 1) * batch_size]
-        imgs = torch.from_numpy(np.stack([load_image_or_zeros(x) for x in batch])).to(device)
-        start = time.time()
-        with autocast(device, amp):
-            chunks.append(model.encode_image(imgs).float())
-        print('batch=', batch_size, 'costs=', time.time() - start)
-    return torch.cat(chunks)
-
-
-def write_rows(path, pois, img_paths, scores):
-    """One line per (POI, image): poi_id,name,image_path,str(np.float32 score), POIs outer."""
-    from common.checkpoint import atomic_open
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with atomic_open(path, 'w') as f:
-        for i, (poi_id, name) in enumerate(pois):
-            f.writelines('%s,%s,%s,%s\n' % (poi_id, name, img, str(score)) for img, score in zip(img_paths, scores[i]))
-
-
-def recall_from_matrix(pois, img_paths, scores, k):
-    """recall@K of align_recall@K.py computed on the score matrix: a stable descending sort keeps
-    ties in listing order, exactly like sorting the written rows."""
-    from avas.evaluation import image_id
-    ids = np.array([image_id(p) for p in img_paths])
-    by_poi = {}  # align_recall@K groups rows by poi_id only (one id may carry several names)
-    for i, (poi_id, _) in enumerate(pois):
-        by_poi.setdefault(poi_id, []).append(i)
-    for poi_id, rows in by_poi.items():
-        flat, flat_ids = scores[rows].reshape(-1), np.tile(ids, len(rows))
-        by_poi[poi_id] = bool(np.any(flat_ids[np.argsort(-flat, kind='stable')[:k]] == poi_id))
-    return sum(by_poi.values()) / len(by_poi)
+def prepare_outputs(args):
+    """Every output is checked writable (and stale temp files removed) before any work."""
+    for path, what in ((args.out_csv, 'result CSV'), (args.out_json, '--out_json file'),
+                       (args.out_scores, '--out_scores file')):
+        if path:
+            cleanup_stale_tmp(path)
+            check_writable(path, what)
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    setup_logging()
+    print_config(args)
+    prepare_outputs(args)
+    # heavy imports wait until the arguments are parsed: --help stays fast
+    from avas.align_model import build_model, encode_texts
+    from avas.formats import list_images, read_recall_csv, unique_pois
+    from avas.evaluation import recall_from_matrix
+    from avas.recall import embed_images, score_matrix, write_rows
+    from common.results import save_scores, write_results
     from common.runtime import resolve_device, seed_everything
     seed_everything(args.seed, args.deterministic)
     device = resolve_device(args.device)
-    try:
-        pois = unique_pois(read_recall_csv(args.in_csv))
-        img_paths = list_images(args.image_dir)
-        model = build_model(args.model_path, args.bert_path).to(device).eval()
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
-        raise SystemExit('error: %s' % err)
-    images_emb = embed_images(model, img_paths, args.batch_size, device, args.amp)
-    print(images_emb.size(), len(img_paths))
+    pois = unique_pois(read_recall_csv(args.in_csv))
+    img_paths = list_images(args.image_dir)
+    model = build_model(args.model_path, args.bert_path).to(device).eval()
 
+    images = embed_images(model, img_paths, args.batch_size, device, args.amp, args.strict,
+                          show_progress=not args.no_progress)
+    print(images.embeddings.size(), len(images.paths))
     # upstream key_word line (:44,70) is a NameError as shipped and its value unused: dropped
     text_emb = encode_texts(model, [name for _, name in pois], device, batch_size=args.text_batch_size)
-    scores = (images_emb @ text_emb.t()).t().cpu().numpy().astype(np.float32)  # POIs x images
-    write_rows(args.out_csv, pois, img_paths, scores)
-    print('wrote %d rows (%d POIs x %d images) to %s' % (len(pois) * len(img_paths), len(pois), len(img_paths),
-                                                         args.out_csv))
+    scores = score_matrix(images.embeddings, text_emb)  # POIs x images
+    write_rows(args.out_csv, pois, images.paths, scores)
+    print('wrote %d rows (%d POIs x %d images) to %s' % (len(pois) * len(images.paths), len(pois),
+                                                         len(images.paths), args.out_csv))
     if args.out_scores:
-        from common.results import save_scores
         save_scores(args.out_scores, scores)
     value = None
     if args.out_json:
-        from common.results import write_results
-        value = recall_from_matrix(pois, img_paths, scores, args.k)
+        value = recall_from_matrix(pois, images.paths, scores, args.k)
         print('final recall k= {:.3f}'.format(value))
         write_results(args.out_json, {'recall@%d' % args.k: value, 'n_pois': len(pois),
-                                      'n_images': len(img_paths)}, 'avas', argv=argv, seed=args.seed,
-                      checkpoint=args.model_path, data_path=args.in_csv)
-    return {'pois': pois, 'images': img_paths, 'scores': scores, 'recall': value}
+                                      'n_images': len(images.paths), 'n_images_skipped': len(images.bad)},
+                      'avas', argv=argv, seed=args.seed, checkpoint=args.model_path, data_path=args.in_csv)
+    return {'pois': pois, 'images': images.paths, 'scores': scores, 'recall': value}
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

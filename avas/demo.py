@@ -9,8 +9,10 @@ of the 500-POI recall set, real titles / POI names / CTR order of the ranking va
 3. align_recall_test_with_mmkg_model.py + align_recall@K.py -> recall@5;
 4. POI side tables from that ALIGN, ranking pairs from val-CSV lines whose images are the photos;
    train_ranking.py for one epoch, then local_eval_test.py -> pairwise accuracy and ROC-AUC;
-5. the AVAS page: demo/align_model_test_with_mkg.py + demo/visualization_csv.py -> HTML.
-Writes <out_dir>/summary.json."""
+5. the AVAS page: avas_page/align_model_test_with_mkg.py + avas_page/visualization_csv.py -> HTML;
+6. predict.py: the first POI name against the 30 recall photos -> a retrieval gallery (HTML + PNG)
+   whose ground truth (that POI's 5 photos) is marked, names from the recall CSV.
+Writes <out_dir>/summary.json (the recall@5 row links the gallery)."""
 import os
 import sys
 if __package__ in (None, ""):  # run by path: make the repo root importable
@@ -23,6 +25,10 @@ import math
 import shutil
 import subprocess
 import time
+
+from avas.formats import RECORD_SEP, read_ranking_lines, read_recall_csv, unique_pois
+from common.atomic import atomic_open
+from common.errors import cli_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, 'data')
@@ -45,7 +51,6 @@ def make_small_bert(out):
 
 def make_recall_set(out_dir):
     """6 real POIs (first ones of the 500-POI CSV) x 5 of the 30 photos each."""
-    from avas.data import read_recall_csv, unique_pois
     pois = unique_pois(read_recall_csv(os.path.join(DATA, 'temp_recall_biztype0_fc5_imagern_500.csv')))[:N_POIS]
     photos = sorted(glob.glob(os.path.join(PHOTOS, '*.jpg')))
     image_dir = os.path.join(out_dir, 'recall_images')
@@ -66,7 +71,6 @@ def make_recall_set(out_dir):
 
 def make_ranking_set(out_dir):
     """Real val-CSV lines (title, POI names, ctr order) with oss_url/oss_url2 pointing at photos."""
-    from avas.data import RECORD_SEP, read_ranking_lines
     photos = sorted(glob.glob(os.path.join(PHOTOS, '*.jpg')))
     image_root = os.path.join(out_dir, 'oss_images')
     os.makedirs(image_root, exist_ok=True)
@@ -111,30 +115,18 @@ def random_recall_baseline(n_images, n_pos, k):
     return 1.0 - math.comb(n_images - n_pos, k) / math.comb(n_images, k)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out_dir', required=True)
-    p.add_argument('--align_steps', default=2, type=int)
-    p.add_argument('--align_batch', default=6, type=int)
-    args = p.parse_args(argv)
-    out = os.path.abspath(args.out_dir)
-    os.makedirs(out, exist_ok=True)
-    py = sys.executable
-    t0 = time.time()
-    summary = []
-    print('[1/5] data: %d POIs x %d real photos, small BERT config with the real vocab' % (N_POIS, PER_POI), flush=True)
-    bert = make_small_bert(os.path.join(out, 'bert_small'))
-    recall_csv, image_dir, poi_images = make_recall_set(out)
-
-    print('[2/5] train ALIGN (CLIP + MKG) for %d steps' % args.align_steps, flush=True)
+def step_align(py, out, bert, recall_csv, image_dir, args):
+    print('[2/6] train ALIGN (CLIP + MKG) for %d steps' % args.align_steps, flush=True)
     align_dir = os.path.join(out, 'align')
     run([py, os.path.join(HERE, 'train_align.py'), '--train_csv', recall_csv, '--image_dir', image_dir,
          '--bert_path', bert, '--batch_size', str(args.align_batch), '--epochs', '1', '--max_steps', str(args.align_steps),
          '--lr', '1e-3', '--recalibrate_bn', '3', '--log_every', '1', '--save_dir', align_dir, '--seed', '0',
          '--device', 'cpu'], out, os.path.join(out, 'train_align.log'))
-    align_ckpt = os.path.join(align_dir, 'align_model.pth')
+    return os.path.join(align_dir, 'align_model.pth')
 
-    print('[3/5] recall: score every (POI, image) pair, then recall@5', flush=True)
+
+def step_recall(py, out, bert, recall_csv, image_dir, align_ckpt):
+    print('[3/6] recall: score every (POI, image) pair, then recall@5', flush=True)
     result_csv = os.path.join(out, 'align_recall@k_demo.csv')
     run([py, os.path.join(HERE, 'align_recall_test_with_mmkg_model.py'), '--model_path', align_ckpt,
          '--bert_path', bert, '--image_dir', image_dir, '--in_csv', recall_csv, '--out_csv', result_csv,
@@ -143,10 +135,12 @@ def main(argv=None):
                      '--out_json', os.path.join(out, 'recall.json')], out, os.path.join(out, 'recall_at_k.log'))
     with open(os.path.join(out, 'recall.json'), encoding='utf-8') as f:
         recall5 = json.load(f)['recall@5']
-    summary.append({'paper': 'avas', 'command': cmd, 'metric': 'recall@5', 'value': recall5,
-                    'baseline': random_recall_baseline(N_POIS * PER_POI, PER_POI, 5), 'wall_s': wall})
+    return {'paper': 'avas', 'command': cmd, 'metric': 'recall@5', 'value': recall5,
+            'baseline': random_recall_baseline(N_POIS * PER_POI, PER_POI, 5), 'wall_s': wall}
 
-    print('[4/5] ranking: POI tables from the ALIGN, train 1 epoch, evaluate', flush=True)
+
+def step_ranking(py, out, bert, align_ckpt, poi_images):
+    print('[4/6] ranking: POI tables from the ALIGN, train 1 epoch, evaluate', flush=True)
     (train_csv, val_csv), image_root, poi_names = make_ranking_set(out)
     build_demo_poi_tables(align_ckpt, bert, poi_names, poi_images, out)
     common = ['--image_root', image_root, '--poi_tables', out, '--align_ckpt', align_ckpt, '--bert_path', bert,
@@ -161,35 +155,69 @@ def main(argv=None):
                     out, os.path.join(out, 'local_eval_test.log'))
     with open(os.path.join(out, 'ranking.json'), encoding='utf-8') as f:
         ranking = json.load(f)
-    summary.append({'paper': 'avas', 'command': cmd, 'metric': 'pairwise_accuracy', 'value': ranking['dev_accuracy'],
-                    'baseline': 0.5, 'wall_s': wall})
-    summary.append({'paper': 'avas', 'command': cmd, 'metric': 'roc_auc', 'value': ranking['roc_auc'],
-                    'baseline': 0.5, 'wall_s': wall})
+    return [{'paper': 'avas', 'command': cmd, 'metric': 'pairwise_accuracy', 'value': ranking['dev_accuracy'],
+             'baseline': 0.5, 'wall_s': wall},
+            {'paper': 'avas', 'command': cmd, 'metric': 'roc_auc', 'value': ranking['roc_auc'],
+             'baseline': 0.5, 'wall_s': wall}]
 
-    print('[5/5] AVAS page: score the 30 photos against "普陀山", write the HTML gallery', flush=True)
+
+def step_page(py, out, bert, align_ckpt):
+    print('[5/6] AVAS page: score the 30 photos against "普陀山", write the HTML gallery', flush=True)
     scores_csv = os.path.join(out, 'align_普陀山图片_with_MKG.csv')
-    run([py, os.path.join(HERE, 'demo', 'align_model_test_with_mkg.py'), '--model_path', align_ckpt,
+    run([py, os.path.join(HERE, 'avas_page', 'align_model_test_with_mkg.py'), '--model_path', align_ckpt,
          '--bert_path', bert, '--image_dir', PHOTOS, '--out_csv', scores_csv, '--device', 'cpu'], out,
         os.path.join(out, 'avas_scores.log'))
     html = os.path.join(out, 'html_align_with_mkg', 'align_普陀山图片_with_MKG.html')
-    run([py, os.path.join(HERE, 'demo', 'visualization_csv.py'), '--csv_file', scores_csv, '--out_html', html],
+    run([py, os.path.join(HERE, 'avas_page', 'visualization_csv.py'), '--csv_file', scores_csv, '--out_html', html],
         out, os.path.join(out, 'avas_page.log'))
+    return html
 
-    with open(os.path.join(out, 'summary.json'), 'w', encoding='utf-8') as f:
+
+def step_gallery(py, out, bert, align_ckpt, recall_csv, image_dir):
+    """predict.py: the first POI name -> the recall photos, its own 5 marked as ground truth."""
+    query = unique_pois(read_recall_csv(recall_csv))[0][1]
+    print('[6/6] retrieval gallery: "%s" -> top 10 of the %d recall photos' % (query, N_POIS * PER_POI), flush=True)
+    gallery = os.path.join(out, 'gallery')
+    run([py, os.path.join(HERE, 'predict.py'), '--checkpoint', align_ckpt, '--bert_path', bert, '--query', query,
+         '--image_dir', image_dir, '--mapping', recall_csv, '--top_k', '10', '--gallery', gallery,
+         '--export', os.path.join(gallery, 'predict.npz'), '--device', 'cpu'], out, os.path.join(out, 'predict.log'))
+    return {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--out_dir', required=True)
+    p.add_argument('--align_steps', default=2, type=int)
+    p.add_argument('--align_batch', default=6, type=int)
+    args = p.parse_args(argv)
+    out = os.path.abspath(args.out_dir)
+    os.makedirs(out, exist_ok=True)
+    py = sys.executable
+    t0 = time.time()
+    print('[1/6] data: %d POIs x %d real photos, small BERT config with the real vocab' % (N_POIS, PER_POI), flush=True)
+    bert = make_small_bert(os.path.join(out, 'bert_small'))
+    recall_csv, image_dir, poi_images = make_recall_set(out)
+    align_ckpt = step_align(py, out, bert, recall_csv, image_dir, args)
+    recall_row = step_recall(py, out, bert, recall_csv, image_dir, align_ckpt)
+    ranking_rows = step_ranking(py, out, bert, align_ckpt, poi_images)
+    html = step_page(py, out, bert, align_ckpt)
+    recall_row['links'] = step_gallery(py, out, bert, align_ckpt, recall_csv, image_dir)
+    summary = [recall_row] + ranking_rows
+    with atomic_open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     for row in summary:
         print('%-18s %.4f (random baseline %.4f)' % (row['metric'], row['value'], row['baseline']))
-    print('page: %s\nsummary: %s\ntotal %.1fs' % (html, os.path.join(out, 'summary.json'), time.time() - t0))
+    print('page: %s\ngallery: %s\nsummary: %s\ntotal %.1fs' % (html, os.path.join(out, 'gallery', 'gallery.html'),
+                                                             os.path.join(out, 'summary.json'), time.time() - t0))
     return summary
 
 
 def build_demo_poi_tables(align_ckpt, bert, poi_names, poi_images, out):
     """Side tables for the demo: real priority table; vectors for the pairs' POI names, each POI
     given 3 of the photos (the photos carry no POI labels; this only exercises the pipeline)."""
-    import torch
+    import torch  # torch only here: the demo's other steps run the scripts as subprocesses
     from avas.align_model import build_model
-    from avas.data import PIC_NUM_TABLE
-    from avas.poi_tables import build_poi_vector_tables
+    from avas.poi_tables import PIC_NUM_TABLE, build_poi_vector_tables
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     shutil.copy(os.path.join(DATA, PIC_NUM_TABLE), out)
     photos = sorted(glob.glob(os.path.join(PHOTOS, '*.jpg')))
@@ -199,4 +227,4 @@ def build_demo_poi_tables(align_ckpt, bert, poi_names, poi_images, out):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

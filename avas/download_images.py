@@ -22,8 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from avas.data import (RECORD_SEP, DataFormatError, parse_ranking_line, read_ranking_lines, read_recall_csv,
+from avas.formats import (RECORD_SEP, DataFormatError, parse_ranking_line, read_ranking_lines, read_recall_csv,
                        recall_image_name, url_to_local)
+from avas.errors import MissingFileError
+from common.atomic import atomic_open
+from common.errors import cli_main
+from common.safeio import check_writable, check_writable_dir, cleanup_stale_tmp
 
 HEADERS = {'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) '
                          'Chrome/65.0.3325.181 Safari/537.36'}  # align_recall@K.py's header
@@ -43,9 +47,11 @@ def get_parser():
 
 
 def detect_format(path):
-    with open(path, encoding='utf-8') as f:
+    if not os.path.isfile(path):
+        raise MissingFileError('%s: CSV not found; check --csv' % path)
+    with open(path, 'rb') as f:
         head = f.read(4096)
-    return 'ranking' if RECORD_SEP in head else 'recall'
+    return 'ranking' if RECORD_SEP.encode() in head else 'recall'
 
 
 def jobs_for(path, fmt, out_dir):
@@ -79,10 +85,8 @@ def fetch_one(url, dest, retries=3, backoff=1.0, timeout=20.0):
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 data = resp.read()
             Image.open(io.BytesIO(data)).verify()  # an HTML error page is not an image
-            tmp = dest + '.part'
-            with open(tmp, 'wb') as f:
+            with atomic_open(dest, 'wb') as f:  # a kill never leaves a partial image under its name
                 f.write(data)
-            os.replace(tmp, dest)
             return None
         except Exception as err:  # urllib/http/PIL errors: retried, then reported
             error = '%s: %s' % (type(err).__name__, err)
@@ -92,18 +96,16 @@ def fetch_one(url, dest, retries=3, backoff=1.0, timeout=20.0):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     fmt = detect_format(args.csv) if args.format == 'auto' else args.format
-    try:
-        jobs = jobs_for(args.csv, fmt, args.out_dir)
-    except (OSError, ValueError) as err:
-        raise SystemExit('error: %s' % err)
-    os.makedirs(args.out_dir, exist_ok=True)
+    report = args.report or os.path.join(args.out_dir, 'download_failures.csv')
+    check_writable_dir(args.out_dir, '--out_dir')
+    check_writable(report, 'failure report')
+    cleanup_stale_tmp(args.out_dir)
+    jobs = jobs_for(args.csv, fmt, args.out_dir)
     todo = [(u, d) for u, d in jobs if not (os.path.isfile(d) and os.path.getsize(d) > 0)]
     print('%s CSV: %d images, %d already present, %d to fetch' % (fmt, len(jobs), len(jobs) - len(todo), len(todo)))
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
         errors = list(pool.map(lambda j: fetch_one(j[0], j[1], args.retries, args.backoff, args.timeout), todo))
     failures = [(u, d, e) for (u, d), e in zip(todo, errors) if e]
-    report = args.report or os.path.join(args.out_dir, 'download_failures.csv')
-    from common.checkpoint import atomic_open
     with atomic_open(report, 'w') as f:
         f.write('url,destination,error\n')
         for u, d, e in failures:
@@ -114,6 +116,10 @@ def main(argv=None):
     return {'total': len(jobs), 'fetched': len(todo) - len(failures), 'failed': len(failures), 'report': report}
 
 
+def main_exit_code():
+    """Exit code 2 while failures remain (re-run to retry them)."""
+    return 2 if main()['failed'] else 0
+
+
 if __name__ == '__main__':
-    result = main()
-    sys.exit(2 if result['failed'] else 0)
+    cli_main(main_exit_code)

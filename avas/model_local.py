@@ -1,14 +1,17 @@
 """Ranking model of the second stage (AIS model_local.py `Multimodal_Model`): a siamese CTR
 scorer over [image embedding, POI-text embedding, attention-pooled POI vectors]."""
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avas.align_model import POSITION_IDS_KEY, CheckpointLayoutError
+from avas.align_model import POSITION_IDS_KEY, CheckpointLayoutError, build_model
 from avas.attention import AttentionSequencePoolingLayer
-
-MODEL_NAME = 'shoucai_siamese_train_concat_poi'
-RANKING_CKPT = 'shoucai_siamese_train_concat_poi_020_0.6520.ckpt'
+from avas.errors import MissingFileError
+from avas.options import RANKING_CKPT, RANKING_MODEL_NAME as MODEL_NAME  # noqa: F401  (public names)
+from common.checkpoint import load_checkpoint
+from common.safeio import all_finite
 
 
 class Multimodal_Model(nn.Module):
@@ -61,18 +64,29 @@ def load_ranking_state_dict(model, state_dict, source='ranking checkpoint'):
 
 
 def read_ranking_checkpoint(path):
-    import os
-    from common.checkpoint import load_checkpoint
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             '%s: ranking checkpoint not found. Download release v0.2 asset %s from '
             'https://github.com/youyuge34/AVAS/releases (or pass --ranking_ckpt).' % (path, RANKING_CKPT))
     obj = load_checkpoint(path)
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
         obj = obj['state_dict']
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointLayoutError('%s: expected a bare Multimodal_Model state_dict' % path)
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointLayoutError('%s: expected a bare Multimodal_Model state_dict (a ranking .ckpt); is it '
+                                    'another model\'s file?' % path)
+    if not all_finite(obj):
+        raise CheckpointLayoutError('%s: holds NaN/inf weights; use an earlier checkpoint' % path)
     return obj
+
+
+def build_ranking_model(align_ckpt, bert_path, device, ranking_ckpt=None, use_norm=1, freeze=1):
+    """model_local.Config + Multimodal_Model: ALIGN from align_ckpt, then (optionally) the ranking
+    checkpoint, whose align_model.* weights replace it (quirk 16)."""
+    model = Multimodal_Model(build_model(align_ckpt, bert_path), use_norm=use_norm, dropout=0.1, freeze=freeze)
+    if ranking_ckpt:
+        load_ranking_state_dict(model, read_ranking_checkpoint(ranking_ckpt), ranking_ckpt)
+        print('Load Multimodal_Model success~')
+    return model.to(device)
 
 
 class PairScorer(nn.Module):

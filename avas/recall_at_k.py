@@ -9,8 +9,8 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 
-from avas.data import read_recall_results
-from avas.evaluation import recall_at_k
+from common.errors import cli_main
+from common.safeio import check_writable
 
 
 def get_parser():
@@ -23,18 +23,20 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    try:
-        rows = read_recall_results(args.file)
-        value = recall_at_k(rows, args.k)
-    except (OSError, ValueError) as err:
-        raise SystemExit('error: %s' % err)
+    if args.out_json:
+        check_writable(args.out_json, '--out_json file')
+    # imports after parsing: --help stays fast (avas.evaluation pulls in torch and sklearn)
+    from avas.formats import read_recall_results
+    from avas.evaluation import recall_at_k
+    from common.results import write_results
+    rows = read_recall_results(args.file)
+    value = recall_at_k(rows, args.k)
     print('final recall k= {:.3f}'.format(value))
     if args.out_json:
-        from common.results import write_results
         write_results(args.out_json, {'recall@%d' % args.k: value, 'n_pois': len({r[0] for r in rows})},
                       'avas', argv=argv, data_path=args.file)
     return value
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

@@ -12,6 +12,10 @@ import os
 
 from transformers import BertTokenizer
 
+from avas.errors import MissingFileError
+from common.errors import InputError
+from common.safeio import fingerprint, iter_text_lines
+
 MAX_LENGTH = 50  # upstream: tokenizer(..., truncation=True, max_length=50) everywhere
 
 
@@ -22,14 +26,13 @@ def vocab_file(bert_path):
 
 def load_vocab(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             '%s: BERT vocabulary not found. Pass --bert_path pointing at a folder with the '
             'bert-base-chinese config.json and vocab.txt (shipped in avas/data/bert, or '
             'https://huggingface.co/bert-base-chinese).' % path)
     vocab = collections.OrderedDict()
-    with open(path, encoding='utf-8') as f:
-        for index, token in enumerate(f):
-            vocab[token.rstrip('\n')] = index
+    for index, token in enumerate(iter_text_lines(path, 'BERT vocabulary')):
+        vocab[token] = index
     return vocab
 
 
@@ -38,7 +41,7 @@ def build_tokenizer(bert_path, do_lower_case=True):
     vocab = load_vocab(path)
     for special in ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'):
         if special not in vocab:
-            raise ValueError('%s: not a BERT vocabulary (no %s token)' % (path, special))
+            raise InputError('%s: not a BERT vocabulary (no %s token)' % (path, special))
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=do_lower_case, tokenize_chinese_chars=True,
                               strip_accents=None)
     if len(tokenizer) != len(vocab):  # guard against the silent empty-vocab trap
@@ -52,3 +55,9 @@ def tokenize(tokenizer, texts, device=None):
     batch = tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_LENGTH,
                       return_tensors='pt')
     return batch.to(device) if device is not None else batch
+
+
+def vocab_fingerprint(tokenizer):
+    """sha256 of the vocabulary in id order: stored in the checkpoints train_align.py writes."""
+    vocab = tokenizer.get_vocab()
+    return fingerprint(sorted(vocab, key=vocab.get))

@@ -1,6 +1,7 @@
 """The entry scripts end to end on tiny real data (photos, POI names, val-CSV lines) with
 deterministic weights: recall inference -> CSV -> recall@K; local_eval_test with a missing image
-(counted, reported, --strict fatal); the AVAS keyword scorer."""
+(counted, reported, --strict fatal); the AVAS keyword scorer. A corrupt JPEG in the image folder is
+skipped and counted (upstream scored it as a zeros image)."""
 import json
 import os
 import runpy
@@ -14,7 +15,9 @@ from avas.align_model import ALIGN, POSITION_IDS_KEY
 from avas.data import RECORD_SEP, load_image_or_zeros, read_ranking_lines, read_recall_results
 from avas.evaluation import pairwise_accuracy, recall_at_k
 from avas.model_local import Multimodal_Model
-from common.metrics import roc_auc
+from sklearn.metrics import roc_auc_score
+
+from common.errors import InputError
 from tests.avas.avas_testlib import (PHOTOS, PIC_NUM, REPO, VAL_CSV, fill_deterministic, make_small_bert,
                                      set_bn_stats_from)
 
@@ -35,7 +38,7 @@ def env(tmp_path_factory):
             shutil.copy(os.path.join(PHOTOS, photos[2 * i + rank]), os.path.join(image_dir, '%s_%d.jpg' % (poi_id, rank)))
             rows.append('%s,%s,http://h/%d.jpg,%d,1,1,1' % (poi_id, name, i, rank))
     open(os.path.join(image_dir, 'notes.txt'), 'w').write('not an image')
-    open(os.path.join(image_dir, '99999_1.jpg'), 'wb').write(b'broken jpeg')  # -> zeros image, reported
+    open(os.path.join(image_dir, '99999_1.jpg'), 'wb').write(b'broken jpeg')  # -> skipped, reported
     with open(os.path.join(root, 'recall.csv'), 'w', encoding='utf-8') as f:
         f.write('\n'.join(rows) + '\n')
     align = fill_deterministic(ALIGN(bert_path=bert, with_mkg=True), seed=1)
@@ -58,12 +61,12 @@ def test_recall_script_then_recall_at_k(env, capsys):
     printed = capsys.readouterr().out
     assert 'unreadable image' in printed and '99999_1.jpg' in printed
     res = read_recall_results(out_csv)
-    assert len(res) == 3 * 7
-    images = [r[2] for r in res[:7]]
+    assert len(res) == 3 * 6  # the broken JPEG is skipped
+    images = [r[2] for r in res[:6]]
     assert images == sorted(images) and all(p.startswith(image_dir) for p in images)  # sorted listing
-    assert [r[0] for r in res[::7]] == ['10060', '10061', '10062']  # CSV order of POIs
+    assert [r[0] for r in res[::6]] == ['10060', '10061', '10062']  # CSV order of POIs
     scores = np.load(os.path.join(root, 's.npy'))
-    assert scores.shape == (3, 7) and np.abs(scores).max() <= 1.0 + 1e-6
+    assert scores.shape == (3, 6) and np.abs(scores).max() <= 1.0 + 1e-6
     np.testing.assert_allclose(scores.reshape(-1), [r[3] for r in res], rtol=1e-6)
     summary = json.load(open(os.path.join(root, 'r.json')))
     assert summary['recall@5'] == recall_at_k(res, 5)
@@ -77,7 +80,9 @@ def test_recall_script_then_recall_at_k(env, capsys):
     old = list(__import__('sys').argv)
     __import__('sys').argv = argv
     try:
-        runpy.run_path(os.path.join(REPO, 'avas', 'align_recall@K.py'), run_name='__main__')
+        with pytest.raises(SystemExit) as done:  # cli_main exits with the script's status
+            runpy.run_path(os.path.join(REPO, 'avas', 'align_recall@K.py'), run_name='__main__')
+        assert done.value.code == 0
     finally:
         __import__('sys').argv = old
     assert json.load(open(os.path.join(root, 'k.json')))['recall@2'] == recall_at_k(res, 2)
@@ -134,7 +139,7 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
     scores = np.load(os.path.join(root, 'e.npy'))
     labels = [0.0, 1.0, 1.0]  # ctr_a > ctr_b on val lines 1, 2, 4 of the real CSV
     assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(labels, scores[:, 0], scores[:, 1]))
-    assert saved['roc_auc'] == pytest.approx(roc_auc(labels, scores[:, 0] - scores[:, 1]))
+    assert saved['roc_auc'] == pytest.approx(roc_auc_score(labels, scores[:, 0] - scores[:, 1]))
     assert 0.0 < saved['dev_loss'] < 5.0
     # Dev Loss = mean over batches of batch means: batches hold val lines (1, 2) and (4) [3 dropped]
     bce = lambda d, y: -(y * np.log(1 / (1 + np.exp(-d))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-d))))
@@ -143,9 +148,9 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
     soft = eval_main(argv + ['--softmax', '1'])  # softmax over (s1, s2): s1 - s2 -> tanh((s1 - s2) / 2)
     per_pair = bce(np.tanh((scores[:, 0] - scores[:, 1]) / 2), np.array(labels))
     assert soft['dev_loss'] == pytest.approx((per_pair[:2].mean() + per_pair[2]) / 2, rel=1e-5)
-    with pytest.raises(SystemExit, match='line 3.*%s.*--strict' % missing):
+    with pytest.raises(InputError, match='line 3.*%s.*--strict' % missing):
         eval_main(argv + ['--strict'])
-    with pytest.raises(SystemExit, match='0110_imgs_avg_10vector_wo_norm.npy'):
+    with pytest.raises(InputError, match='0110_imgs_avg_10vector_wo_norm'):
         eval_main(argv + ['--use_norm_vector', '0'])
     from avas.align_model import build_model
     from avas.poi_tables import build_poi_vector_tables
@@ -157,13 +162,13 @@ def test_local_eval_counts_missing_images_and_strict(env, capsys):
 
 
 def test_avas_keyword_scorer(env):
-    score_main = runpy.run_path(os.path.join(REPO, 'avas', 'demo', 'align_model_test_with_mkg.py'))['main']
+    score_main = runpy.run_path(os.path.join(REPO, 'avas', 'avas_page', 'align_model_test_with_mkg.py'))['main']
     root, bert, image_dir = env
     out = os.path.join(root, 'kw.csv')
     score_main(['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
-                '--out_csv', out, '--batch_size', '6', '--device', 'cpu'])  # 7 images: a 1-image last batch
+                '--out_csv', out, '--batch_size', '5', '--device', 'cpu'])  # 6 readable images: a 1-image last batch
     rows = [l.strip().split(',') for l in open(out, encoding='utf-8')]
-    assert len(rows) == 7 and all(os.path.isabs(p) for p, _ in rows)
+    assert len(rows) == 6 and all(os.path.isabs(p) for p, _ in rows)
     assert all(-1.0 <= float(s) <= 1.0 for _, s in rows)
 
 
@@ -173,7 +178,7 @@ def test_predict_recall_and_pair(env, capsys):
     base = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--device', 'cpu']
     out = predict_main(base + ['--title', '普陀山', '--image_dir', image_dir, '--top', '3'])
     scores = [s for _, s in out['recall']]
-    assert len(scores) == 7 and scores == sorted(scores, reverse=True)
+    assert len(scores) == 6 and scores == sorted(scores, reverse=True)
     res = read_recall_results(os.path.join(root, 'out', 'res.csv'))  # same model, same POI name
     expect = {p: s for poi, _, p, s in res if poi == '10061'}
     for path, score in out['recall']:
@@ -186,7 +191,7 @@ def test_predict_recall_and_pair(env, capsys):
                                 '--image_b', os.path.join(PHOTOS, photos[1])])['pair']
     s1, s2, p = pair
     assert p == pytest.approx(1 / (1 + np.exp(-(s1 - s2))), rel=1e-6)
-    with pytest.raises(SystemExit, match='--image_a'):
+    with pytest.raises(InputError, match='--image_a'):
         predict_main(base + ['--title', 'x', '--ranking_ckpt', os.path.join(root, 'rank.ckpt')])
 
 

@@ -9,7 +9,7 @@ import torch
 from avas.attention import AttentionSequencePoolingLayer, Dice
 from avas.evaluation import image_id, pairwise_accuracy, recall_at_k
 from avas.loss import pair_softmax, rank_sigmoid_loss
-from common.metrics import roc_auc
+from sklearn.metrics import roc_auc_score
 
 
 def test_recall_at_k_hand_made_with_ties():
@@ -34,7 +34,7 @@ def test_pairwise_accuracy_ties_predict_zero_and_roc_auc():
     assert pairwise_accuracy(labels, s1, s2) == pytest.approx(0.6)
     d = np.array(s1) - np.array(s2)  # 0.8, -0.1, 0, 0.1, 0
     # positives {0.8, 0}, negatives {-0.1, 0.1, 0}: wins 3 + (1 + 0.5 tie + 0)... = (3 + 1.5) / 6
-    assert roc_auc(labels, d) == pytest.approx(4.5 / 6)
+    assert roc_auc_score(labels, d) == pytest.approx(4.5 / 6)
 
 
 def test_rank_sigmoid_loss_and_softmax():
@@ -80,7 +80,8 @@ def test_attention_pooling_raw_masked_weights_by_hand():
 
 
 def test_recall_from_matrix_equals_recall_of_written_rows(tmp_path):
-    from avas.align_recall_test_with_mmkg_model import recall_from_matrix, write_rows
+    from avas.evaluation import recall_from_matrix
+    from avas.recall import write_rows
     from avas.data import read_recall_results
     rng = np.random.default_rng(0)
     pois = [('1', 'a'), ('2', 'b'), ('3', 'c'), ('1', 'a2')]  # a poi_id with two names (grouped by id)

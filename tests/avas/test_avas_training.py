@@ -45,7 +45,8 @@ def test_train_align_lowers_loss_saves_avas_layout_and_resumes(bert, tmp_path, c
     assert 'training images missing' in capsys.readouterr().out
     assert os.path.basename(out['best']).startswith('commodity_poi_mml_with_MKG_iteration_')
     ckpt = load_checkpoint(out['best'])
-    assert set(ckpt) == {'epoch', 'min_loss', 'state_dict'} and all(k in ckpt['state_dict'] for k in MKG_KEYS)
+    assert set(ckpt) == {'epoch', 'min_loss', 'state_dict', 'vocab_fingerprint'}  # AVAS's keys + the vocab's
+    assert all(k in ckpt['state_dict'] for k in MKG_KEYS)
     assert os.path.isdir(str(tmp_path / 'run' / 'tb')) and glob.glob(str(tmp_path / 'run' / 'tb' / 'events*'))
     build_model(str(tmp_path / 'run' / 'align_model.pth'), bert)  # the recall script's loader reads it
     resumed = main(argv + ['--epochs', '4', '--resume', str(tmp_path / 'run' / 'checkpoint_last.pth')])

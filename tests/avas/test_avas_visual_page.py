@@ -1,4 +1,4 @@
-"""The AVAS page (demo/visualization_csv.py) from the real sample scores of the released model on
+"""The AVAS page (avas_page/visualization_csv.py) from the real sample scores of the released model on
 the 30 real photos: 6 images a row, descending score; in headless Chromium every image loads and
 the rendered order is by descending score."""
 import os
@@ -37,7 +37,7 @@ def _local_csv(tmp_path):
 
 def _make_page(tmp_path):
     csv, rows = _local_csv(tmp_path)
-    main = runpy.run_path(os.path.join(REPO, 'avas', 'demo', 'visualization_csv.py'))['main']
+    main = runpy.run_path(os.path.join(REPO, 'avas', 'avas_page', 'visualization_csv.py'))['main']
     html = main(['--csv_file', csv, '--out_dir', str(tmp_path / 'html_align_with_mkg')])
     return html, rows
 
@@ -52,7 +52,9 @@ def test_page_structure_six_a_row_descending(tmp_path):
     srcs = [img.attrib['src'] for img in table.iter('img')]
     scores = [float(td.text) for tr in trs for td in tr.findall('td') if td.text]
     assert scores == sorted((s for _, s in rows), reverse=True)
-    assert srcs == [p for p, _ in sorted(rows, key=lambda r: -r[1])]
+    assert not any(os.path.isabs(src) for src in srcs)  # relative to the page: the folder can move
+    page_dir = os.path.dirname(html)
+    assert [os.path.normpath(os.path.join(page_dir, src)) for src in srcs] == [p for p, _ in sorted(rows, key=lambda r: -r[1])]
     assert scores[0] == pytest.approx(0.5987096)  # the released model's best match in the sample
 
 
