@@ -231,6 +231,8 @@ def end_of_epoch(level, epoch, core, val_loader, optimizer, scaler, opt, base_se
 def main(level, argv=None, opt=None):
     """Train one subnetwork; `opt` is the parsed options (parsed from `argv` when not given)."""
     opt = opts.parse_opt(argv) if opt is None else opt
+    if opt.gamma_1 == 0:
+        raise InputError('--gamma_1 0: the MSB loss divides by gamma_1; give a non-zero value (README: 1)')
     setup_logging()
     print(opt)  # upstream's line
     distributed = int(os.environ.get('WORLD_SIZE', '1')) > 1
