@@ -1,6 +1,7 @@
 """Parse the KDD Cup 2020 Multimodalities Recall TSVs into the files main.py reads.
 
-Upstream names this script in its README but never published it; this follows spec 3.1-3.4.
+Upstream names this script in its README but never published it; the rules of this rebuild are
+listed in hsl/README.md section 5.
 For each split S: {data_path}/{data_name}/S/S.tsv -> S.features.npy (float32 boxes of every
 distinct product, in first-appearance order), S.ids.txt, S.products.pkl, S.queries.pkl
 (train also S.queries.duplicate.pkl); then {data_path}/{data_name}/kddcup_vocab.pkl.

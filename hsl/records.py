@@ -1,7 +1,7 @@
 """`Query`, `Product` and `Scores`: the objects upstream unpickles from the parsed files.
 
 Upstream imports them from a root `data.py` that was never published; this is the reconstruction
-of spec section 3.4. Everything is stored as a few flat numpy arrays, so a 3M-row train split
+described in hsl/README.md section 5. Everything is stored as a few flat numpy arrays, so a 3M-row train split
 pickles compactly and the box features stay in a memory-mapped `.npy`.
 """
 import csv

@@ -1,4 +1,4 @@
-"""Model structure (spec section 4) and numerical equivalence with upstream's model code."""
+"""Model structure (upstream HSL/model.py) and numerical equivalence with upstream's model code."""
 import argparse
 import os
 
