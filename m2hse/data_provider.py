@@ -1,6 +1,6 @@
 """Precomputed Corel5K features + tag captions: dataset, collate and loaders (upstream data_provider.py).
 
-Folder layout (spec §3), for split in train/dev/test under `<data_path>/<data_name>/`:
+Folder layout (upstream data_provider.py), for split in train/dev/test under `<data_path>/<data_name>/`:
     {split}_caps.txt     N lines of tags
     {split}_cnns.npy     (N, cnn_dim) global | (N, 9, cnn_dim) local    AlexNet fc7
     {split}_bovws.npy    (N, bovw_dim)       | (N, 9, bovw_dim)          BoVW histograms

@@ -1,5 +1,6 @@
 """End-to-end demo on CPU: synthetic Corel5K-aligned features -> train global and local (README
-commands, shortened) -> test both -> fuse. Writes OUT_DIR/summary.json (see notes/CONTRACT.md).
+commands, shortened) -> test both -> fuse -> a retrieval gallery of the local model. Writes
+OUT_DIR/summary.json (one row per number; the local row links gallery/gallery.html and .png).
 
     python m2hse/demo.py --out_dir /tmp/m2hse_demo
 """
@@ -8,14 +9,17 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
+import importlib.util
 import json
 import shlex
 import subprocess
 import time
 
-import numpy as np
+from common.errors import cli_main
+from common.safeio import check_writable_dir, write_json_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+GALLERY_QUERY = 'sky sun clouds'  # the README's predict example
 SMALL = ['--embed_size', '64', '--word_dim', '64', '--cnn_dim', '256', '--bovw_dim', '100',
          '--learning_rate', '.002', '--seed', '0', '--device', 'cpu', '--log_step', '4']
 
@@ -56,7 +60,7 @@ def main(argv=None):
     parser.add_argument('--out_dir', required=True)
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out_dir)
-    os.makedirs(out, exist_ok=True)
+    check_writable_dir(out, '--out_dir')
     rows = []
     t0 = time.time()
     with open(os.path.join(out, 'demo.log'), 'w') as log:
@@ -77,13 +81,19 @@ def main(argv=None):
         fuse_cmd, fuse_s = run(['fuse.py', '--global_scores', 'global_scores.npy', '--local_scores',
                                 'local_scores.npy', '--labels', labels, '--weight', '.5',
                                 '--out_json', 'fused.json'], out, log)
+        if importlib.util.find_spec('common.gallery') is not None:
+            run(['predict.py', '--checkpoint', './checkpoint/M2HSE/Local/Corel5K/model_best.pth.tar',
+                 '--data_path', './data/fine-grained-data', '--query', GALLERY_QUERY, '--image_index', '0',
+                 '--top_k', '5', '--gallery', 'gallery', '--device', 'cpu'], out, log)
+            rows[1]['links'] = {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
+        else:
+            print('common.gallery is not available: no retrieval gallery drawn')
     fused = json.load(open(os.path.join(out, 'fused.json')))
     rows.append({'paper': 'm2hse', 'command': fuse_cmd, 'metric': 'fused mAP_sum (test)',
                  'value': fused['mAP_sum'], 'wall_s': fuse_s})
     for row in rows:
         row['baseline'] = fused['random_mAP_sum']
-    with open(os.path.join(out, 'summary.json'), 'w') as f:
-        json.dump(rows, f, indent=2)
+    write_json_atomic(os.path.join(out, 'summary.json'), rows)
     print('\nrandom-score mAP_sum: %.4f' % fused['random_mAP_sum'])
     for row in rows:
         print('%-26s %.4f' % (row['metric'], row['value']))
@@ -96,4 +106,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

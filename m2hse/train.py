@@ -262,7 +262,7 @@ def main(level, argv=None, opt=None):
 
     if info.is_main:
         os.makedirs(opt.model_name, exist_ok=True)
-        os.makedirs(opt.logger_name, exist_ok=True)  # upstream required it to exist (quirk 9.17)
+        os.makedirs(opt.logger_name, exist_ok=True)  # upstream required it to exist (upstream train_*.py:57)
         tb_logger.configure(opt.logger_name, flush_secs=5)
         run_eval(level, core, val_loader, opt)  # upstream evaluates dev before training
     barrier()

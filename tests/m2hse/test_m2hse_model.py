@@ -1,4 +1,4 @@
-"""Model structure (spec §4), upstream numeric quirks, and equality of the attention implementations."""
+"""Model structure (upstream model.py names and shapes), upstream numeric quirks, and equality of the attention implementations."""
 import numpy as np
 import pytest
 import torch
