@@ -1,5 +1,6 @@
 """`make demo` for HSL: synthetic KDD-Cup-format data -> parse_dataset.py -> main.py (train a few
-epochs on CPU with the README flags) -> main.py --eval_only; writes OUT_DIR/summary.json.
+epochs on CPU with the README flags) -> main.py --eval_only --resume (the README's testing
+command, no training flags); writes OUT_DIR/summary.json.
 
 The real scripts run as subprocesses from OUT_DIR/code, so upstream's relative default paths
 (../data/KDDCup2020, ../data/glove_model.bin, ../data/kddcup/valid/valid_answer.json) are used as is.
@@ -15,6 +16,9 @@ import json
 import shlex
 import subprocess
 import time
+
+from common.errors import cli_main
+from common.safeio import write_json_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # small widths so a few CPU epochs suffice; the README training flags are kept
@@ -58,8 +62,9 @@ def main(argv=None):
         '--log_step', '5']
     run([os.path.join(HERE, 'main.py')] + train_args, code, env)
     result_json = os.path.join(out, 'eval.json')
+    # the README's testing command as written: the model options come from the checkpoint
     _, command = run([os.path.join(HERE, 'main.py'), '--eval_only', '--resume',
-                      'runs/KddCup2020/model_best.pth.tar'] + README_FLAGS + SIZES + RUN_FLAGS +
+                      'runs/KddCup2020/model_best.pth.tar'] + RUN_FLAGS +
                      ['--ndcg_official', '--out_json', result_json,
                       '--score_to', os.path.join(out, 'valid_scores.csv')], code, env)
     with open(result_json) as f:
@@ -70,8 +75,7 @@ def main(argv=None):
             {'paper': 'hsl', 'command': command, 'metric': 'NDCG@5 (official Tianchi formula)',
              'value': metrics['nDCG_official'], 'baseline': metrics['nDCG_random'],
              'wall_s': round(wall, 1)}]
-    with open(os.path.join(out, 'summary.json'), 'w') as f:
-        json.dump(rows, f, indent=2)
+    write_json_atomic(os.path.join(out, 'summary.json'), rows)
     print('NDCG@5 %.4f vs random ranking %.4f (%d queries) in %.0f s'
           % (metrics['nDCG'], metrics['nDCG_random'], metrics['num_queries'], wall))
     if not metrics['nDCG'] > metrics['nDCG_random'] + 0.1:
@@ -79,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

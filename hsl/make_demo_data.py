@@ -14,10 +14,12 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 import base64
-import json
 
 import numpy as np
 
+from common.atomic import atomic_open
+from common.errors import cli_main
+from common.safeio import write_json_atomic
 from hsl.parse_dataset import COLUMNS
 
 COLOURS = ['red', 'blue', 'green', 'black', 'white', 'pink', 'yellow', 'grey']
@@ -66,14 +68,13 @@ def row(pid, product, query, qid):
 
 
 def write_tsv(path, rows):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8', newline='\n') as f:
+    with atomic_open(path, 'w') as f:
         f.write('\t'.join(COLUMNS) + '\n')
         f.writelines(rows)
 
 
 def write_glove(path, rng):
-    from gensim.models import KeyedVectors
+    from gensim.models import KeyedVectors  # here: gensim takes seconds to import (fast --help)
     words = COLOURS + ITEMS + [w for f in FILLERS for w in f.split()] + ['<unk>']
     words = list(dict.fromkeys(words))
     kv = KeyedVectors(vector_size=300)
@@ -125,9 +126,7 @@ def make(out_dir, seed=0, train_rows=800, valid_queries=40, pool=10, feature_dim
             valid_rows.append(row(p, world.product(cc, ii), text, qid))
     write_tsv(os.path.join(out_dir, 'KDDCup2020', 'valid', 'valid.tsv'), valid_rows)
     answer_path = os.path.join(out_dir, 'kddcup', 'valid', 'valid_answer.json')
-    os.makedirs(os.path.dirname(answer_path), exist_ok=True)
-    with open(answer_path, 'w') as f:
-        json.dump(answer, f)
+    write_json_atomic(answer_path, answer, indent=None)
     write_glove(os.path.join(out_dir, 'glove_model.bin'), rng)
 
 
@@ -145,4 +144,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)

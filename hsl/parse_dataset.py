@@ -26,6 +26,7 @@ import numpy as np
 
 from common.atomic import atomic_open
 from common.errors import InputError, cli_main
+from common.logs import setup_logging
 from common.progress import add_progress_arg, progress
 from common.safeio import check_writable_dir, cleanup_stale_tmp
 from hsl.records import VOCAB_FILE, Product, Query
@@ -311,7 +312,7 @@ def write_or_keep_vocab(opt, writers):
 
 def main(argv=None):
     opt = build_parser().parse_args(argv)
-    logging.basicConfig(format='%(asctime)s %(message)s', level=logging.INFO)
+    setup_logging()
     paths = split_paths(opt)
     writers = {split: parse_one(split, tsv, folder, opt) for split, (tsv, folder) in paths.items()}
     write_or_keep_vocab(opt, writers)
