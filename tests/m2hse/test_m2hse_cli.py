@@ -142,3 +142,17 @@ def test_predict_gallery_has_pictures_and_marks_ground_truth(tmp_path):
     assert 'sky jet plane' in html and '<img' in html and IMAGES not in html  # relative src paths
     with Image.open(png_path) as png:
         assert png.size[0] > 100 and png.size[1] > 100
+
+
+def test_results_files_name_their_source_and_invent_no_number():
+    from common.results import read_results
+    folder = os.path.join(REPO, 'm2hse', 'results')
+    names = sorted(os.listdir(folder))
+    assert names == ['corel5k_test_m2hse.json', 'corel5k_test_m2hse_global.json', 'corel5k_test_m2hse_local.json']
+    for name in names:
+        payload = read_results(os.path.join(folder, name))
+        source = payload['source']
+        assert 'Expert Systems with Applications 216 (2023) 119415' in source['paper']
+        assert source['dataset'].startswith('Corel5K') and source['split'] == 'test'
+        assert source['status'] == 'number not found'
+        assert not {'i2t_mAP', 't2i_mAP', 'mAP_sum'} & set(payload)  # no metric until read from the paper

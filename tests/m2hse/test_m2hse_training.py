@@ -147,21 +147,35 @@ def test_ddp_two_gloo_processes(demo_root, tmp_path):
     assert len(_losses(str(tmp_path / 'ddp'))) == 4  # 200 items / 2 ranks / batch 25 per rank
 
 
-@pytest.mark.parametrize('level', ['global', 'local'])
-def test_predict_query_image_and_export(level, tmp_path, capsys):
+def _predict(level, *extra):
     from m2hse import predict
     up = os.path.join(HERE, 'data', 'upstream')
-    common = ['--model_path', os.path.join(up, 'upstream_%s.pth.tar' % level), '--data_path', os.path.join(up, level),
-              '--vocab_path', os.path.join(REPO, 'm2hse', 'vocab'), '--top_k', '3']
-    res = predict.main(common + ['--query', 'sky jet plane', '--image_index', '0', '--export', str(tmp_path / 'e.npz')])
-    assert len(res['images']) == 3 and len(res['captions']) == 3
-    emb = np.load(tmp_path / 'e.npz')
-    assert emb['images'].shape == ((12, 16) if level == 'global' else (12, 9, 16)) and emb['labels'].shape == (12,)
+    return predict.main(['--model_path', os.path.join(up, 'upstream_%s.pth.tar' % level), '--data_path',
+                         os.path.join(up, level), '--vocab_path', os.path.join(REPO, 'm2hse', 'vocab'), '--top_k', '3']
+                        + list(extra))
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_predict_tag_query_ranks_images(level, capsys):
+    res = _predict(level, '--query', 'sky jet plane')
+    assert len(res['images']) == 3
     # the query equals captions 10/11; in the local model (no batch-padding effect) it scores like them
     if level == 'local':
-        sims = np.load(os.path.join(up, 'upstream_local_sims.npy'))
+        sims = np.load(os.path.join(HERE, 'data', 'upstream', 'upstream_local_sims.npy'))
         assert res['images'][0] == int(np.argmax(sims[:, 10]))
     assert 'top-3 images for "sky jet plane"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_predict_image_query_ranks_captions(level):
+    assert len(_predict(level, '--image_index', '0')['captions']) == 3
+
+
+@pytest.mark.parametrize('level', ['global', 'local'])
+def test_predict_export_writes_the_split_embeddings(level, tmp_path):
+    _predict(level, '--export', str(tmp_path / 'e.npz'))
+    emb = np.load(tmp_path / 'e.npz')
+    assert emb['images'].shape == ((12, 16) if level == 'global' else (12, 9, 16)) and emb['labels'].shape == (12,)
 
 
 @pytest.mark.cuda
