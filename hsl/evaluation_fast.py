@@ -12,6 +12,7 @@ Both take the same arguments; main.py chooses with `--eval_naive`. Pinned by
 tests/hsl/test_hsl_eval.py::test_fast_evaluation_equals_reference_and_upstream.
 """
 import time
+from collections import namedtuple
 
 import torch
 
@@ -26,6 +27,10 @@ from hsl.utils import AverageMeter
 PRODUCT_BATCH = 64
 DEFAULT_CHUNK = 128
 
+# the four image embeddings of a set of products: object level x1 (deep), x2 (shallow), each
+# (P, B, e) zero-padded over boxes; image level x3, x4 (P, e); and num_boxes (P)
+ProductEmbeddings = namedtuple('ProductEmbeddings', 'x1 x2 x3 x4 num_boxes')
+
 
 def encode_texts(model, vocab, texts, return_lengths=False):
     """The four text embeddings (each (Q, e), float32) of a list of query strings."""
@@ -37,7 +42,7 @@ def encode_texts(model, vocab, texts, return_lengths=False):
 
 
 def encode_products(model, prods, product_ids, top_k, batch_size=PRODUCT_BATCH, show_progress=False):
-    """Image embeddings of each product once: x1, x2 (P, B, e) zero-padded, x3, x4 (P, e), num_boxes."""
+    """ProductEmbeddings of each product, encoded once, in the order of `product_ids`."""
     levels, all_boxes = [[], [], [], []], []
     starts = progress(range(0, len(product_ids), batch_size), desc='encode products', unit='batch',
                       enabled=show_progress)
@@ -51,7 +56,8 @@ def encode_products(model, prods, product_ids, top_k, batch_size=PRODUCT_BATCH, 
     width = max(e.size(1) for e in levels[0])
     for level in (0, 1):  # object-level embeddings: pad boxes to one width
         levels[level] = [torch.nn.functional.pad(e, (0, 0, 0, width - e.size(1))) for e in levels[level]]
-    return [torch.cat(level) for level in levels] + [torch.cat(all_boxes).to(model.device)]
+    return ProductEmbeddings(*[torch.cat(level) for level in levels],
+                             num_boxes=torch.cat(all_boxes).to(model.device))
 
 
 def score_pool(model, text, q, products, rows):

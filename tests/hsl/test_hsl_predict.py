@@ -9,20 +9,30 @@ import torch
 from hsl import predict
 
 
-def test_predict_scores_equal_upstream_eval_scores_and_export(hh, tiny_root, tmp_path, capsys):
+def _predict_old_spellings(hh, tiny_root, *extra):
     data = os.path.join(tiny_root, 'data')
-    ranked, scores = predict.main(['--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
-                                   '--query', 'red dress', '--data_path', data,
-                                   '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu',
-                                   '--topn', '3', '--export', str(tmp_path / 'emb')])
+    return predict.main(['--resume', os.path.join(hh.DATA, 'upstream_ckpt_glove.pth.tar'),
+                         '--query', 'red dress', '--data_path', data,
+                         '--vocab_path', os.path.join(data, 'KDDCup2020'), '--device', 'cpu',
+                         '--topn', '3'] + list(extra))
+
+
+def test_predict_scores_equal_upstream_eval_scores(hh, tiny_root, capsys):
+    ranked, scores = _predict_old_spellings(hh, tiny_root)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == 'rank\tproduct_id\tscore' and len(out) == 1 + 3 + 1
+    assert out[0] == 'rank\tproduct_id\tscore' and len(out) == 1 + 3
     assert sorted(ranked) == [11, 12, 13, 14, 15, 16] and list(scores) == sorted(scores, reverse=True)
     with open(os.path.join(hh.DATA, 'upstream_scores_A.csv')) as f:  # query 101 = 'red dress'
         want = {int(r['product_id']): float(r['score']) for r in csv.DictReader(f) if r['query_id'] == '101'}
     got = dict(zip(ranked, scores))
     for pid, score in want.items():
         assert got[pid] == pytest.approx(score, rel=1e-5, abs=1e-6)
+
+
+def test_predict_export_folder_holds_embeddings_of_every_product(hh, tiny_root, tmp_path, capsys):
+    _predict_old_spellings(hh, tiny_root, '--export', str(tmp_path / 'emb'))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + 3 + 1 and out[-1] == '=> embeddings written to %s' % (tmp_path / 'emb')
     emb = tmp_path / 'emb'
     assert np.load(emb / 'query_embeddings.npy').shape == (4, 12)
     assert np.load(emb / 'product_image_embeddings.npy').shape == (6, 2, 12)

@@ -40,28 +40,48 @@ def train_argv(hh, root, logger, *extra):
             '--log_step', '1'] + hh.TINY_SIZES + hh.CONFIG_FLAGS['B'] + list(extra)
 
 
-def test_training_checkpoints_logs_and_full_resume(hh, tiny_root, tmp_path, capsys):
-    logger = str(tmp_path / 'run')
-    hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '1'))
-    out = capsys.readouterr().out
+@pytest.fixture(scope='module')
+def one_epoch_run(hh, tiny_root, tmp_path_factory):
+    """main.py trained for one epoch on the tiny data: (logger folder, stdout, checkpoint)."""
+    import contextlib
+    import io
+    logger = str(tmp_path_factory.mktemp('hsl_one_epoch') / 'run')
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '1'))
+    return logger, out.getvalue(), load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
+
+
+def test_training_prints_upstream_lines_and_writes_upstream_checkpoint_layout(one_epoch_run):
+    logger, out, ckpt = one_epoch_run
     assert 'epoch\n0\n' in out and 'nDCG score  ' in out and 'best\n' in out
-    ckpt = load_checkpoint(os.path.join(logger, 'checkpoint.pth.tar'))
     assert ckpt['epoch'] == 1 and ckpt['Eiters'] == 3  # 12 duplicate rows / batch 4
     assert {'optimizer', 'lr_scheduler', 'best_nDCG'} <= set(ckpt)
     assert os.path.isfile(os.path.join(logger, 'model_best.pth.tar'))
+
+
+def test_training_logs_upstream_tensorboard_scalars(one_epoch_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logger, _, _ = one_epoch_run
     events = EventAccumulator(logger)
     events.Reload()
     assert set(events.Tags()['scalars']) == {'batch_time', 'data_time', 'lr', 'Cnt Le', 'nDCG'}
-    assert [e.step for e in events.Scalars('Cnt Le')] == [1, 2, 3]  # step = Eiters, as upstream
+    assert [e.step for e in events.Scalars('Cnt Le')] == [1, 2, 3]  # first epoch: steps 1..3
 
-    # the saved checkpoint re-evaluates to exactly the score it was saved with
+
+def test_saved_checkpoint_reevaluates_to_its_saved_score(hh, tiny_root, one_epoch_run, capsys):
+    logger, _, ckpt = one_epoch_run
     evaluated = hsl_main.main(train_argv(hh, tiny_root, logger, '--test', '--resume',
                                          os.path.join(logger, 'checkpoint.pth.tar')))
     assert evaluated.nDCG == ckpt['nDCG']
-    capsys.readouterr()
 
-    # port checkpoint: epoch, optimizer, schedule and best score continue
+
+def test_port_checkpoint_resume_continues_epoch_optimizer_schedule_and_best(hh, tiny_root, one_epoch_run,
+                                                                            tmp_path, capsys):
+    import shutil
+    logger0, _, ckpt = one_epoch_run
+    logger = str(tmp_path / 'run')
+    shutil.copytree(logger0, logger)
     hsl_main.main(train_argv(hh, tiny_root, logger, '--use_dup', '--num_epochs', '2',
                              '--resume', os.path.join(logger, 'checkpoint.pth.tar')))
     out = capsys.readouterr().out
