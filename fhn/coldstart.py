@@ -127,6 +127,8 @@ class ColdStart(FashionNetDeploy):
 
     def prepare_codes(self, device="cpu"):
         data = self._read_cache()
+        if data.get("big_user_codes") is None:  # first: a missing file fails before the long passes
+            data["big_user_codes"] = load_big_user_codes(self.param.big_feature_file)
         big = small = None
         if data.get("big_outfits_posi_feat") is None or data.get("outfits_raw") is None:
             big = big or get_dataloader(self.param.big_data_param)
@@ -142,8 +144,6 @@ class ColdStart(FashionNetDeploy):
                 small = small or get_dataloader(self.param.small_data_param)
                 small.set_data_mode(mode)
                 data[key] = self.get_outfits(small, device)[0]
-        if data.get("big_user_codes") is None:
-            data["big_user_codes"] = load_big_user_codes(self.param.big_feature_file)
         if self.param.data_file:
             save_cache("%s_new" % self.param.data_file, data)
         self.user_codes = self.cold_start_codes(data)

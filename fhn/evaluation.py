@@ -76,9 +76,10 @@ def rank_scores(config, net, device, per_outfit=False, show_progress=True):
 
 def rank_metrics(posi_score, posi_binary, nega_score, nega_binary):
     missing = [u for u, (p, n) in enumerate(zip(posi_score, nega_score)) if not p or not n]
-    if len(missing) == len(posi_score):
-        raise InputError("evaluate-rank: no user has both positive and negative outfits; check the "
-                         "tuples_test_posi / tuples_test_nega files")
+    if missing:
+        raise InputError("evaluate-rank: user(s) %s have no positive or no negative outfits (%d of %d "
+                         "users); AUC/NDCG need both for every user of the net: check the tuples "
+                         "files and net_param.num_users" % (missing[:10], len(missing), len(posi_score)))
     mean_ndcg, avg_ndcg = metrics.NDCG(posi_score, nega_score)
     mean_ndcg_binary, avg_ndcg_binary = metrics.NDCG(posi_binary, nega_binary)
     aucs, mean_auc = metrics.ROC(posi_score, nega_score)
