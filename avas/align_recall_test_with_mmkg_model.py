@@ -12,11 +12,14 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
+import logging
 
 from avas.options import add_common_args
 from common.errors import cli_main
 from common.logs import print_config, setup_logging
 from common.safeio import check_writable, cleanup_stale_tmp
+
+log = logging.getLogger('avas')
 
 
 def get_parser():
@@ -69,8 +72,8 @@ def main(argv=None):
     text_emb = encode_texts(model, [name for _, name in pois], device, batch_size=args.text_batch_size)
     scores = score_matrix(images.embeddings, text_emb)  # POIs x images
     write_rows(args.out_csv, pois, images.paths, scores)
-    print('wrote %d rows (%d POIs x %d images) to %s' % (len(pois) * len(images.paths), len(pois),
-                                                         len(images.paths), args.out_csv))
+    log.info('wrote %d rows (%d POIs x %d images) to %s', len(pois) * len(images.paths), len(pois),
+             len(images.paths), args.out_csv)
     if args.out_scores:
         save_scores(args.out_scores, scores)
     value = None

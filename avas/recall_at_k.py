@@ -10,6 +10,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 import argparse
 
 from common.errors import cli_main
+from common.logs import print_config
 from common.safeio import check_writable
 
 
@@ -23,6 +24,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    print_config(args)
     if args.out_json:
         check_writable(args.out_json, '--out_json file')
     # imports after parsing: --help stays fast (avas.evaluation pulls in torch and sklearn)
