@@ -23,8 +23,7 @@ from hsl import parser  # noqa: E402
 from hsl import evaluation, evaluation_fast  # noqa: E402
 from hsl.data import EvalDataset, eval_loader  # noqa: E402
 from hsl.model import HSL  # noqa: E402
-from hsl.parse_dataset import dump  # noqa: E402
-from hsl.records import Product, Query  # noqa: E402
+from hsl.records import Product, Query, save_records  # noqa: E402
 
 WORDS = ['red', 'dress', 'women', 'summer', 'shoes', 'leather', 'bag', 'phone', 'case', 'lamp']
 
@@ -39,12 +38,12 @@ def write_split(folder, n_queries, n_products, pool, rng):
         f.writelines('%d\n' % p for p in pids)
     sizes = rng.uniform(10, 100, (int(nboxes.sum()), 1)).astype(np.float32)
     boxes = np.concatenate([np.zeros_like(sizes), np.zeros_like(sizes), sizes, sizes], axis=1)
-    dump(Product(pids, nboxes, boxes, np.zeros(len(boxes), np.int64), nboxes * 0 + 800, nboxes * 0 + 800),
+    save_records(Product(pids, nboxes, boxes, np.zeros(len(boxes), np.int64), nboxes * 0 + 800, nboxes * 0 + 800),
          os.path.join(folder, 'valid.products.pkl'))
     texts = [' '.join(rng.choice(WORDS, 3)) for _ in range(n_queries)]
     pools = [rng.choice(pids, pool, replace=False) for _ in range(n_queries)]
     offsets = np.concatenate([[0], np.cumsum([pool] * n_queries)])
-    dump(Query('valid', texts, np.arange(n_queries), np.concatenate(pools), [str(i) for i in range(n_queries)],
+    save_records(Query('valid', texts, np.arange(n_queries), np.concatenate(pools), [str(i) for i in range(n_queries)],
                offsets), os.path.join(folder, 'valid.queries.pkl'))
     return {str(i): [int(p[0])] for i, p in enumerate(pools)}
 

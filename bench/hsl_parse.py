@@ -18,7 +18,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from hsl.parse_dataset import COLUMNS  # noqa: E402
+from hsl.records import COLUMNS  # noqa: E402
 
 NAIVE = r'''
 import base64, csv, sys, time

@@ -20,7 +20,6 @@ from common.safeio import NonFiniteError, all_finite, check_finite, fingerprint
 from hsl import evaluation, evaluation_fast
 from hsl.data import VOCAB_ALIASES, eval_loader, load_vocab, vocab_file
 from hsl.metric import K, NDCGScorer, official_ndcg
-from hsl.model import HSL
 from hsl.utils import GLOVE_DIM, AverageMeter, GloveMissingError, get_we_parameter
 
 # flags that shape the model or its scores; upstream takes them from the command line only

@@ -20,7 +20,7 @@ import numpy as np
 from common.atomic import atomic_open
 from common.errors import cli_main
 from common.safeio import write_json_atomic
-from hsl.parse_dataset import COLUMNS
+from hsl.records import COLUMNS
 
 COLOURS = ['red', 'blue', 'green', 'black', 'white', 'pink', 'yellow', 'grey']
 ITEMS = ['dress', 'shoes', 'bag', 'watch', 'hat', 'shirt', 'lamp', 'phone', 'cup', 'sofa']

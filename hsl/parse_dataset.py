@@ -29,10 +29,8 @@ from common.errors import InputError, cli_main
 from common.logs import setup_logging
 from common.progress import add_progress_arg, progress
 from common.safeio import check_writable_dir, cleanup_stale_tmp
-from hsl.records import VOCAB_FILE, Product, Query
+from hsl.records import COLUMNS, VOCAB_FILE, Product, Query, save_records
 
-COLUMNS = ('product_id', 'image_h', 'image_w', 'num_boxes', 'boxes', 'features',
-           'class_labels', 'query', 'query_id')
 INT_COLUMNS = (0, 1, 2, 3, 8)
 NPY_HEADER_BYTES = 128  # fixed, so the final shape can be written over a placeholder
 
@@ -166,27 +164,22 @@ class SplitWriter(object):
         products = Product(np.frombuffer(self.pids, np.int64), np.frombuffer(self.nboxes, np.int64),
                            np.frombuffer(bytes(self.boxes), '<f4'), np.frombuffer(bytes(self.labels), '<i8'),
                            np.frombuffer(self.heights, np.int64), np.frombuffer(self.widths, np.int64))
-        dump(products, self.file('products.pkl'))
+        save_records(products, self.file('products.pkl'))
         texts = self.texts()
         if self.split == 'train':
             rows = np.frombuffer(self.row_text, np.int64)
             pids = np.frombuffer(self.row_pid, np.int64)
-            dump(Query('train', texts, rows, pids), self.file('queries.duplicate.pkl'))
+            save_records(Query('train', texts, rows, pids), self.file('queries.duplicate.pkl'))
             _, first = np.unique(rows, return_index=True)  # first row of each distinct text
             first.sort()
-            dump(Query('train', texts, rows[first], pids[first]), self.file('queries.pkl'))
+            save_records(Query('train', texts, rows[first], pids[first]), self.file('queries.pkl'))
         else:
             qids = list(self.pools)
             text_index = [self.pools[q][0] for q in qids]
             pools = [self.pools[q][1] for q in qids]
             offsets = np.concatenate([[0], np.cumsum([len(p) for p in pools])])
             flat = np.array([p for pool in pools for p in pool], dtype=np.int64)
-            dump(Query(self.split, texts, text_index, flat, qids, offsets), self.file('queries.pkl'))
-
-
-def dump(obj, path):
-    with atomic_open(path, 'wb') as f:
-        pickle.dump(obj, f, protocol=4)
+            save_records(Query(self.split, texts, text_index, flat, qids, offsets), self.file('queries.pkl'))
 
 
 def parse_split(tsv_path, writer, feature_dim=2048, skip_bad_rows=False, show_progress=True):

@@ -57,6 +57,7 @@ def export_is_folder(path):
 
 def load_model(path, vocab, device):
     """(model, opt) from the checkpoint's stored opt; the vocabulary must be the training one."""
+    # torch-heavy modules: imported where used (only after parsing) so that `--help` is fast
     from hsl import engine
     from hsl.model import HSL
     checkpoint = engine.read_checkpoint(path)
@@ -77,6 +78,7 @@ def load_model(path, vocab, device):
 
 def rank_products(model, vocab, prods, query, top_k, show_progress=False):
     """(product ids sorted by score, scores sorted, query embeddings, product embeddings)."""
+    # torch-heavy modules: imported where used (only after parsing) so that `--help` is fast
     import torch
     from hsl.evaluation_fast import encode_products, encode_texts, score_pool
     with torch.no_grad():

@@ -5,6 +5,7 @@ described in hsl/README.md section 5. Everything is stored as a few flat numpy a
 pickles compactly and the box features stay in a memory-mapped `.npy`.
 """
 import csv
+import pickle
 
 import numpy as np
 
@@ -13,6 +14,16 @@ from common.errors import InputError
 from common.safeio import load_npy, read_text_lines
 
 VOCAB_FILE = 'kddcup_vocab.pkl'  # beside the split folders: {data_path}/{data_name}/kddcup_vocab.pkl
+# the competition TSV's header, in order
+COLUMNS = ('product_id', 'image_h', 'image_w', 'num_boxes', 'boxes', 'features',
+           'class_labels', 'query', 'query_id')
+
+
+def save_records(obj, path):
+    """Pickle a Query or Product atomically: upstream's main.py unpickles these files, so they stay
+    pickles (this repository reads them back through the allow-list loader only)."""
+    with atomic_open(path, 'wb') as f:
+        pickle.dump(obj, f, protocol=4)
 
 
 def box_areas(boxes):

@@ -1,6 +1,9 @@
 """Training: the loss goes down, main.py trains/checkpoints/logs, --resume semantics, GloVe
 handling, and DDP with two gloo processes under torchrun."""
+import contextlib
+import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,8 +46,6 @@ def train_argv(hh, root, logger, *extra):
 @pytest.fixture(scope='module')
 def one_epoch_run(hh, tiny_root, tmp_path_factory):
     """main.py trained for one epoch on the tiny data: (logger folder, stdout, checkpoint)."""
-    import contextlib
-    import io
     logger = str(tmp_path_factory.mktemp('hsl_one_epoch') / 'run')
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -78,7 +79,6 @@ def test_saved_checkpoint_reevaluates_to_its_saved_score(hh, tiny_root, one_epoc
 
 def test_port_checkpoint_resume_continues_epoch_optimizer_schedule_and_best(hh, tiny_root, one_epoch_run,
                                                                             tmp_path, capsys):
-    import shutil
     logger0, _, ckpt = one_epoch_run
     logger = str(tmp_path / 'run')
     shutil.copytree(logger0, logger)
