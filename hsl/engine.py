@@ -25,7 +25,7 @@ from hsl.utils import GLOVE_DIM, AverageMeter, GloveMissingError, get_we_paramet
 # flags that shape the model or its scores; upstream takes them from the command line only
 MODEL_FLAGS = ('word_dim', 'embed_size', 'img_dim', 'no_imgnorm', 'no_txtnorm', 'glove', 'top_k',
                'd_model', 'score_agg', 'HIDDEN_SIZE', 'DROPOUT_R', 'FLAT_MLP_SIZE', 'FLAT_GLIMPSES',
-               'FLAT_OUT_SIZE')
+               'FLAT_OUT_SIZE', 'fix_topk')
 SPECIAL_WORDS = ('<pad>', '<start>', '<end>', '<unk>')
 # test hook, "SECONDS[@N]": sleep inside the N-th (default every) atomic checkpoint write of the
 # run, after the data and before the rename, so a test can kill -9 the run in that window
