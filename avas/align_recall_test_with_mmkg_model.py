@@ -14,6 +14,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 import argparse
 import logging
 
+from avas.formats import list_images, read_recall_csv, unique_pois
 from avas.options import add_common_args
 from common.errors import cli_main
 from common.logs import print_config, setup_logging
@@ -54,7 +55,6 @@ def main(argv=None):
     prepare_outputs(args)
     # heavy imports wait until the arguments are parsed: --help stays fast
     from avas.align_model import build_model, encode_texts
-    from avas.formats import list_images, read_recall_csv, unique_pois
     from avas.evaluation import recall_from_matrix
     from avas.recall import embed_images, score_matrix, write_rows
     from common.results import save_scores, write_results

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 import glob
+import importlib.util
 import json
 import math
 import shutil
@@ -178,9 +179,14 @@ def step_gallery(py, out, bert, align_ckpt, recall_csv, image_dir):
     query = unique_pois(read_recall_csv(recall_csv))[0][1]
     print('[6/6] retrieval gallery: "%s" -> top 10 of the %d recall photos' % (query, N_POIS * PER_POI), flush=True)
     gallery = os.path.join(out, 'gallery')
+    has_gallery = importlib.util.find_spec('common.gallery') is not None  # the shared gallery writer
     run([py, os.path.join(HERE, 'predict.py'), '--checkpoint', align_ckpt, '--bert_path', bert, '--query', query,
-         '--image_dir', image_dir, '--mapping', recall_csv, '--top_k', '10', '--gallery', gallery,
-         '--export', os.path.join(gallery, 'predict.npz'), '--device', 'cpu'], out, os.path.join(out, 'predict.log'))
+         '--image_dir', image_dir, '--mapping', recall_csv, '--top_k', '10', '--export',
+         os.path.join(gallery, 'predict.npz'), '--device', 'cpu'] + (['--gallery', gallery] if has_gallery else []),
+        out, os.path.join(out, 'predict.log'))
+    if not has_gallery:
+        print('  (common.gallery is not installed: no gallery pages, the ranked names are in predict.log)')
+        return None
     return {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
 
 
@@ -201,7 +207,9 @@ def main(argv=None):
     recall_row = step_recall(py, out, bert, recall_csv, image_dir, align_ckpt)
     ranking_rows = step_ranking(py, out, bert, align_ckpt, poi_images)
     html = step_page(py, out, bert, align_ckpt)
-    recall_row['links'] = step_gallery(py, out, bert, align_ckpt, recall_csv, image_dir)
+    links = step_gallery(py, out, bert, align_ckpt, recall_csv, image_dir)
+    if links:
+        recall_row['links'] = links
     summary = [recall_row] + ranking_rows
     with atomic_open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)

@@ -9,6 +9,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 
+from avas.formats import read_recall_results
 from common.errors import cli_main
 from common.logs import print_config
 from common.safeio import check_writable
@@ -28,7 +29,6 @@ def main(argv=None):
     if args.out_json:
         check_writable(args.out_json, '--out_json file')
     # imports after parsing: --help stays fast (avas.evaluation pulls in torch and sklearn)
-    from avas.formats import read_recall_results
     from avas.evaluation import recall_at_k
     from common.results import write_results
     rows = read_recall_results(args.file)

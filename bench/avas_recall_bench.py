@@ -1,8 +1,9 @@
 """Recall inference speed of the avas port vs upstream's path, on one random-weight ALIGN with the
 real bert-base-chinese config (4 layers, H=768) and vocabulary.
 
-Texts: the port embeds POI names in padded batches with attention masks; upstream tokenises and
-embeds one string per call (align_recall_test_with_mmkg_model.py:123-126). Images: both embed
+Texts: the fast path (avas/text_batches.py) embeds POI names in padded batches with attention
+masks; the reference (avas.align_model.encode_texts_reference) tokenises and embeds one string per
+call as upstream does (align_recall_test_with_mmkg_model.py:123-126). Images: both embed
 batches of 16 preprocessed photos (same code path). Embeddings must agree to 1e-5.
 
     python bench/avas_recall_bench.py [--n_texts 200] [--n_images 32] [--threads 1]
@@ -18,21 +19,12 @@ import time
 import numpy as np
 import torch
 
-from avas.align_model import ALIGN, encode_texts
-from avas.data import list_images, load_image_or_zeros, read_recall_csv, unique_pois
+from avas.align_model import ALIGN, encode_texts_reference
+from avas.formats import list_images, load_image, read_recall_csv, unique_pois
+from avas.text_batches import encode_texts_batched
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(os.path.dirname(HERE), 'avas', 'data')
-
-
-@torch.no_grad()
-def upstream_texts(model, texts):
-    """One tokenizer call and one forward per string, as upstream."""
-    out = []
-    for text in texts:
-        tok = model.tokenizer([text], padding=True, truncation=True, return_tensors='pt', max_length=50)
-        out.append(model.encode_text(tok))
-    return torch.cat(out)
 
 
 def timed(fn, repeat):
@@ -59,8 +51,9 @@ def main(argv=None):
     texts = texts[:args.n_texts]
     device = torch.device('cpu')
 
-    t_up, e_up = timed(lambda: upstream_texts(model, texts), args.repeat)
-    t_port, e_port = timed(lambda: encode_texts(model, texts, device, batch_size=args.text_batch_size), args.repeat)
+    t_up, e_up = timed(lambda: encode_texts_reference(model, texts, device), args.repeat)
+    t_port, e_port = timed(lambda: encode_texts_batched(model, texts, device, batch_size=args.text_batch_size),
+                           args.repeat)
     diff = (e_up - e_port).abs().max().item()
 
     paths = (list_images(os.path.join(DATA, 'images_test')) * 4)[:args.n_images]
@@ -69,7 +62,7 @@ def main(argv=None):
     def images():
         out = []
         for i in range(0, len(paths), 16):
-            batch = torch.from_numpy(np.stack([load_image_or_zeros(x) for x in paths[i:i + 16]]))
+            batch = torch.from_numpy(np.stack([load_image(x) for x in paths[i:i + 16]]))
             out.append(model.encode_image(batch))
         return torch.cat(out)
 

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 
+from avas.formats import list_images
 from avas.options import add_common_args
 from common.atomic import atomic_open
 from common.errors import cli_main
@@ -47,7 +48,6 @@ def main(argv=None):
     check_writable(out_csv, 'score CSV')
     # heavy imports wait until the arguments are parsed: --help stays fast
     from avas.align_model import build_model, encode_texts
-    from avas.formats import list_images
     from avas.recall import embed_images
     from common.runtime import resolve_device
     device = resolve_device(args.device)

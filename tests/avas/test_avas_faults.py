@@ -14,7 +14,7 @@ import torch
 
 from avas.align_model import ALIGN
 from avas.formats import RECORD_SEP, read_ranking_lines
-from avas.poi_tables import IMG_VEC_TABLE, NAME_VEC_TABLE, PIC_NUM_TABLE, build_poi_vector_tables
+from avas.poi_tables import IMG_VEC_TABLE, NAME_VEC_TABLE, build_poi_vector_tables
 from tests.avas.avas_testlib import PHOTOS, PIC_NUM, REPO, VAL_CSV, fill_deterministic, make_small_bert
 
 POIS = [('10060', '北海海底世界'), ('10061', '普陀山')]
