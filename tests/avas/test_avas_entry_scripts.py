@@ -2,6 +2,8 @@
 deterministic weights: recall inference -> CSV -> recall@K; local_eval_test with a missing image
 (counted, reported, --strict fatal); the AVAS keyword scorer. A corrupt JPEG in the image folder is
 skipped and counted (upstream scored it as a zeros image)."""
+import contextlib
+import io
 import json
 import os
 import runpy
@@ -50,33 +52,60 @@ def env(tmp_path_factory):
     return root, bert, image_dir
 
 
-def test_recall_script_then_recall_at_k(env, capsys):
-    from avas.align_recall_test_with_mmkg_model import main as recall_main
+def _recall_argv(env):
     root, bert, image_dir = env
-    common = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
-              '--in_csv', os.path.join(root, 'recall.csv'), '--batch_size', '4', '--device', 'cpu']
+    return ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--image_dir', image_dir,
+            '--in_csv', os.path.join(root, 'recall.csv'), '--batch_size', '4', '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def recall_run(env):
+    """One run of the recall script; its printed output, rows, score matrix and JSON summary."""
+    from avas.align_recall_test_with_mmkg_model import main as recall_main
+    root = env[0]
     out_csv = os.path.join(root, 'out', 'res.csv')
-    recall_main(common + ['--out_csv', out_csv, '--out_json', os.path.join(root, 'r.json'),
-                          '--out_scores', os.path.join(root, 's.npy')])
-    printed = capsys.readouterr().out
-    assert 'unreadable image' in printed and '99999_1.jpg' in printed
-    res = read_recall_results(out_csv)
-    assert len(res) == 3 * 6  # the broken JPEG is skipped
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        recall_main(_recall_argv(env) + ['--out_csv', out_csv, '--out_json', os.path.join(root, 'r.json'),
+                                         '--out_scores', os.path.join(root, 's.npy')])
+    return {'printed': printed.getvalue(), 'csv': out_csv, 'rows': read_recall_results(out_csv),
+            'scores': np.load(os.path.join(root, 's.npy')), 'json': json.load(open(os.path.join(root, 'r.json')))}
+
+
+def test_recall_script_skips_and_reports_the_corrupt_jpeg(recall_run):
+    assert 'unreadable image' in recall_run['printed'] and '99999_1.jpg' in recall_run['printed']
+    assert len(recall_run['rows']) == 3 * 6  # the broken JPEG is skipped
+    assert not any('99999' in r[2] for r in recall_run['rows'])
+
+
+def test_recall_rows_sorted_listing_and_csv_order_of_pois(env, recall_run):
+    res, image_dir = recall_run['rows'], env[2]
     images = [r[2] for r in res[:6]]
     assert images == sorted(images) and all(p.startswith(image_dir) for p in images)  # sorted listing
     assert [r[0] for r in res[::6]] == ['10060', '10061', '10062']  # CSV order of POIs
-    scores = np.load(os.path.join(root, 's.npy'))
+
+
+def test_recall_score_matrix_matches_rows_and_json(recall_run):
+    res, scores, summary = recall_run['rows'], recall_run['scores'], recall_run['json']
     assert scores.shape == (3, 6) and np.abs(scores).max() <= 1.0 + 1e-6
     np.testing.assert_allclose(scores.reshape(-1), [r[3] for r in res], rtol=1e-6)
-    summary = json.load(open(os.path.join(root, 'r.json')))
     assert summary['recall@5'] == recall_at_k(res, 5)
-    assert 'final recall k= {:.3f}'.format(summary['recall@5']) in printed
-    # upstream's one-string-at-a-time text path gives the same scores as padded batches
-    one_csv = os.path.join(root, 'one.csv')
-    recall_main(common + ['--out_csv', one_csv, '--text_batch_size', '1'])
-    np.testing.assert_allclose([r[3] for r in read_recall_results(one_csv)], [r[3] for r in res], atol=1e-5)
-    # the upstream file name, run by path, with --file/--k/--out_json
-    argv = ['align_recall@K.py', '--file', out_csv, '--k', '2', '--out_json', os.path.join(root, 'k.json')]
+    assert 'final recall k= {:.3f}'.format(summary['recall@5']) in recall_run['printed']
+
+
+def test_recall_upstream_text_path_gives_the_same_scores(env, recall_run):
+    """upstream's one-string-at-a-time text path gives the same scores as padded batches"""
+    from avas.align_recall_test_with_mmkg_model import main as recall_main
+    one_csv = os.path.join(env[0], 'one.csv')
+    recall_main(_recall_argv(env) + ['--out_csv', one_csv, '--text_batch_size', '1'])
+    np.testing.assert_allclose([r[3] for r in read_recall_results(one_csv)], [r[3] for r in recall_run['rows']],
+                               atol=1e-5)
+
+
+def test_align_recall_at_k_by_path_with_file_k_out_json(env, recall_run, capsys):
+    """the upstream file name, run by path, with --file/--k/--out_json"""
+    root, res = env[0], recall_run['rows']
+    argv = ['align_recall@K.py', '--file', recall_run['csv'], '--k', '2', '--out_json', os.path.join(root, 'k.json')]
     old = list(__import__('sys').argv)
     __import__('sys').argv = argv
     try:
@@ -121,43 +150,82 @@ def _ranking_files(env):
     return val, image_root, tables, photos[15]
 
 
-def test_local_eval_counts_missing_images_and_strict(env, capsys):
-    from avas.local_eval_test import main as eval_main
+@pytest.fixture(scope='module')
+def ranking(env):
+    """Val CSV (pair on line 3 lacks its B image), POI tables, ranking checkpoint; eval argv."""
     root, bert, _ = env
     val, image_root, tables, missing = _ranking_files(env)
     argv = ['--index_files', 'absent_train.csv,%s,absent_test.csv' % val, '--image_root', image_root,
             '--poi_tables', tables, '--align_ckpt', os.path.join(root, 'align_model.pth'), '--bert_path', bert,
             '--ranking_ckpt', os.path.join(root, 'rank.ckpt'), '--batch_size', '2', '--device', 'cpu']
-    metrics = eval_main(argv + ['--out_json', os.path.join(root, 'e.json'), '--out_scores', os.path.join(root, 'e.npy')])
-    out = capsys.readouterr().out
+    return {'argv': argv, 'missing': missing, 'tables': tables}
+
+
+@pytest.fixture(scope='module')
+def eval_run(env, ranking):
+    from avas.local_eval_test import main as eval_main
+    root = env[0]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics = eval_main(ranking['argv'] + ['--out_json', os.path.join(root, 'e.json'),
+                                               '--out_scores', os.path.join(root, 'e.npy')])
+    return {'metrics': metrics, 'printed': printed.getvalue(), 'saved': json.load(open(os.path.join(root, 'e.json'))),
+            'scores': np.load(os.path.join(root, 'e.npy'))}
+
+
+LABELS = [0.0, 1.0, 1.0]  # ctr_a > ctr_b on val lines 1, 2, 4 of the real CSV
+BCE = lambda d, y: -(y * np.log(1 / (1 + np.exp(-d))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-d))))  # noqa: E731
+
+
+def test_local_eval_counts_and_names_the_dropped_pair(eval_run, ranking):
+    out, saved = eval_run['printed'], eval_run['saved']
     assert 'Dev Loss:' in out and 'Dev accuracy:' in out and 'pairwise accuracy' in out
-    assert 'pair dropped, line 3' in out and missing in out
-    saved = json.load(open(os.path.join(root, 'e.json')))
+    assert 'pair dropped, line 3' in out and ranking['missing'] in out
     for key in ('dev_accuracy', 'dev_loss', 'roc_auc', 'n_pairs', 'n_dropped'):
-        assert saved[key] == metrics[key]
+        assert saved[key] == eval_run['metrics'][key]
     assert saved['n_pairs'] == 3 and saved['n_dropped'] == 1
-    scores = np.load(os.path.join(root, 'e.npy'))
-    labels = [0.0, 1.0, 1.0]  # ctr_a > ctr_b on val lines 1, 2, 4 of the real CSV
-    assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(labels, scores[:, 0], scores[:, 1]))
-    assert saved['roc_auc'] == pytest.approx(roc_auc_score(labels, scores[:, 0] - scores[:, 1]))
+
+
+def test_local_eval_accuracy_and_roc_auc_of_saved_scores(eval_run):
+    saved, scores = eval_run['saved'], eval_run['scores']
+    assert saved['dev_accuracy'] == pytest.approx(pairwise_accuracy(LABELS, scores[:, 0], scores[:, 1]))
+    assert saved['roc_auc'] == pytest.approx(roc_auc_score(LABELS, scores[:, 0] - scores[:, 1]))
+
+
+def test_local_eval_dev_loss_is_mean_of_batch_means(eval_run):
+    saved, scores = eval_run['saved'], eval_run['scores']
     assert 0.0 < saved['dev_loss'] < 5.0
     # Dev Loss = mean over batches of batch means: batches hold val lines (1, 2) and (4) [3 dropped]
-    bce = lambda d, y: -(y * np.log(1 / (1 + np.exp(-d))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-d))))
-    per_pair = bce(scores[:, 0] - scores[:, 1], np.array(labels))
+    per_pair = BCE(scores[:, 0] - scores[:, 1], np.array(LABELS))
     assert saved['dev_loss'] == pytest.approx((per_pair[:2].mean() + per_pair[2]) / 2, rel=1e-5)
-    soft = eval_main(argv + ['--softmax', '1'])  # softmax over (s1, s2): s1 - s2 -> tanh((s1 - s2) / 2)
-    per_pair = bce(np.tanh((scores[:, 0] - scores[:, 1]) / 2), np.array(labels))
+
+
+def test_local_eval_softmax_1_loss(eval_run, ranking):
+    from avas.local_eval_test import main as eval_main
+    scores = eval_run['scores']
+    soft = eval_main(ranking['argv'] + ['--softmax', '1'])  # softmax over (s1, s2): s1 - s2 -> tanh((s1 - s2) / 2)
+    per_pair = BCE(np.tanh((scores[:, 0] - scores[:, 1]) / 2), np.array(LABELS))
     assert soft['dev_loss'] == pytest.approx((per_pair[:2].mean() + per_pair[2]) / 2, rel=1e-5)
-    with pytest.raises(InputError, match='line 3.*%s.*--strict' % missing):
-        eval_main(argv + ['--strict'])
-    with pytest.raises(InputError, match='0110_imgs_avg_10vector_wo_norm'):
-        eval_main(argv + ['--use_norm_vector', '0'])
+
+
+def test_local_eval_strict_makes_the_missing_image_an_error(ranking):
+    from avas.local_eval_test import main as eval_main
+    with pytest.raises(InputError, match='line 3.*%s.*--strict' % ranking['missing']):
+        eval_main(ranking['argv'] + ['--strict'])
+
+
+def test_local_eval_use_norm_vector_0_needs_the_wo_norm_table(env, ranking, capsys):
     from avas.align_model import build_model
+    from avas.local_eval_test import main as eval_main
     from avas.poi_tables import build_poi_vector_tables
+    root, bert, _ = env
+    with pytest.raises(InputError, match='0110_imgs_avg_10vector_wo_norm'):
+        eval_main(ranking['argv'] + ['--use_norm_vector', '0'])
     model = build_model(os.path.join(root, 'align_model.pth'), bert)
-    build_poi_vector_tables(model, {'朱家角': [os.path.join(PHOTOS, missing)]}, tables, torch.device('cpu'), use_norm=0)
+    build_poi_vector_tables(model, {'朱家角': [os.path.join(PHOTOS, ranking['missing'])]}, ranking['tables'],
+                            torch.device('cpu'), use_norm=0)
     capsys.readouterr()
-    raw = eval_main(argv + ['--use_norm_vector', '0'])  # un-normalised embeddings + the _wo_norm table
+    raw = eval_main(ranking['argv'] + ['--use_norm_vector', '0'])  # un-normalised embeddings + the _wo_norm table
     assert raw['n_pairs'] == 3 and 'use wo norm vector.npy' in capsys.readouterr().out
 
 
@@ -172,25 +240,34 @@ def test_avas_keyword_scorer(env):
     assert all(-1.0 <= float(s) <= 1.0 for _, s in rows)
 
 
-def test_predict_recall_and_pair(env, capsys):
+def test_predict_recall_matches_the_recall_script(env, recall_run):
     from avas.predict import main as predict_main
     root, bert, image_dir = env
     base = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--device', 'cpu']
     out = predict_main(base + ['--title', '普陀山', '--image_dir', image_dir, '--top', '3'])
     scores = [s for _, s in out['recall']]
     assert len(scores) == 6 and scores == sorted(scores, reverse=True)
-    res = read_recall_results(os.path.join(root, 'out', 'res.csv'))  # same model, same POI name
-    expect = {p: s for poi, _, p, s in res if poi == '10061'}
+    expect = {p: s for poi, _, p, s in recall_run['rows'] if poi == '10061'}  # same model, same POI name
     for path, score in out['recall']:
         assert score == pytest.approx(expect[path], abs=1e-5)
-    if not os.path.isfile(os.path.join(root, 'rank.ckpt')):
-        pytest.skip('needs the ranking checkpoint of test_local_eval_counts_missing_images_and_strict')
+
+
+def test_predict_pair_probability_is_sigmoid_of_score_difference(env, ranking):
+    from avas.predict import main as predict_main
+    root, bert, _ = env
+    base = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--device', 'cpu']
     photos = sorted(os.listdir(PHOTOS))
     pair = predict_main(base + ['--title', '普陀山一日游', '--poi_names', '普陀山', '--ranking_ckpt',
                                 os.path.join(root, 'rank.ckpt'), '--image_a', os.path.join(PHOTOS, photos[0]),
                                 '--image_b', os.path.join(PHOTOS, photos[1])])['pair']
     s1, s2, p = pair
     assert p == pytest.approx(1 / (1 + np.exp(-(s1 - s2))), rel=1e-6)
+
+
+def test_predict_ranking_needs_both_images(env, ranking):
+    from avas.predict import main as predict_main
+    root, bert, _ = env
+    base = ['--model_path', os.path.join(root, 'align_model.pth'), '--bert_path', bert, '--device', 'cpu']
     with pytest.raises(InputError, match='--image_a'):
         predict_main(base + ['--title', 'x', '--ranking_ckpt', os.path.join(root, 'rank.ckpt')])
 

@@ -1,6 +1,8 @@
 """Short training of both stages lowers the loss; checkpoints are named and laid out like the
 releases (the recall script / ranking loader read them back); --resume continues the run."""
+import contextlib
 import glob
+import io
 import os
 import shutil
 
@@ -32,24 +34,51 @@ def _align_set(root):
     return csv, image_dir
 
 
-def test_train_align_lowers_loss_saves_avas_layout_and_resumes(bert, tmp_path, capsys):
-    from avas.align_model import MKG_KEYS, build_model
+@pytest.fixture(scope='module')
+def align_run(bert, tmp_path_factory):
+    """3 epochs of train_align.py on 4 photos (a 5th CSV row lacks its image); printed output kept."""
     from avas.train_align import main
-    from common.checkpoint import load_checkpoint
-    csv, image_dir = _align_set(str(tmp_path))
+    root = tmp_path_factory.mktemp('align')
+    csv, image_dir = _align_set(str(root))
     argv = ['--train_csv', csv, '--image_dir', image_dir, '--bert_path', bert, '--batch_size', '4',
-            '--image_size', '64', '--lr', '2e-3', '--save_dir', str(tmp_path / 'run'), '--seed', '0', '--device', 'cpu']
-    out = main(argv + ['--epochs', '3'])
-    losses = [h['loss'] for h in out['history']]
+            '--image_size', '64', '--lr', '2e-3', '--save_dir', str(root / 'run'), '--seed', '0', '--device', 'cpu']
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        out = main(argv + ['--epochs', '3'])
+    return {'out': out, 'argv': argv, 'run': root / 'run', 'printed': printed.getvalue()}
+
+
+def test_train_align_lowers_loss(align_run):
+    losses = [h['loss'] for h in align_run['out']['history']]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    assert 'training images missing' in capsys.readouterr().out
-    assert os.path.basename(out['best']).startswith('commodity_poi_mml_with_MKG_iteration_')
-    ckpt = load_checkpoint(out['best'])
+
+
+def test_train_align_reports_missing_images(align_run):
+    assert 'training images missing' in align_run['printed']
+
+
+def test_train_align_saves_avas_layout_with_vocab_fingerprint(align_run):
+    from avas.align_model import MKG_KEYS
+    from common.checkpoint import load_checkpoint
+    best = align_run['out']['best']
+    assert os.path.basename(best).startswith('commodity_poi_mml_with_MKG_iteration_')
+    ckpt = load_checkpoint(best)
     assert set(ckpt) == {'epoch', 'min_loss', 'state_dict', 'vocab_fingerprint'}  # AVAS's keys + the vocab's
     assert all(k in ckpt['state_dict'] for k in MKG_KEYS)
-    assert os.path.isdir(str(tmp_path / 'run' / 'tb')) and glob.glob(str(tmp_path / 'run' / 'tb' / 'events*'))
-    build_model(str(tmp_path / 'run' / 'align_model.pth'), bert)  # the recall script's loader reads it
-    resumed = main(argv + ['--epochs', '4', '--resume', str(tmp_path / 'run' / 'checkpoint_last.pth')])
+
+
+def test_train_align_writes_tensorboard_events(align_run):
+    assert os.path.isdir(str(align_run['run'] / 'tb')) and glob.glob(str(align_run['run'] / 'tb' / 'events*'))
+
+
+def test_train_align_model_pth_loads_in_the_recall_model(align_run, bert):
+    from avas.align_model import build_model
+    build_model(str(align_run['run'] / 'align_model.pth'), bert)  # the recall script's loader reads it
+
+
+def test_train_align_resume_continues_from_checkpoint_last(align_run):
+    from avas.train_align import main
+    resumed = main(align_run['argv'] + ['--epochs', '4', '--resume', str(align_run['run'] / 'checkpoint_last.pth')])
     assert resumed['steps'] == 4 and [h['epoch'] for h in resumed['history']] == [3]
 
 
@@ -91,24 +120,41 @@ def ranking_env(bert, tmp_path_factory):
     return tmp_path, train, val, common
 
 
-def test_train_ranking_lowers_loss_and_saves_release_named_ckpt(ranking_env, tmp_path):
-    from avas.local_eval_test import main as eval_main
+@pytest.fixture(scope='module')
+def rank_run(ranking_env):
+    """4 epochs of train_ranking.py validated on its own training pairs."""
     from avas.train_ranking import main
-    _, train, val, common = ranking_env
+    tmp_path, train, val, common = ranking_env
     # validate on the training pairs: the eval-mode (dropout-free) loss on them must go down
     fit = ['--index_files', '%s,%s,unused' % (train, train), '--batch_size', '4'] + common
     out = main(fit + ['--epoch', '4', '--lr', '1e-3', '--save_dir', str(tmp_path / 'rank'), '--seed', '0', '--aug', '0'])
-    losses = [h['dev_loss'] for h in out['history']]
+    return {'out': out, 'fit': fit, 'save_dir': tmp_path / 'rank'}
+
+
+def test_train_ranking_lowers_loss(rank_run):
+    losses = [h['dev_loss'] for h in rank_run['out']['history']]
     assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_train_ranking_saves_release_named_bare_state_dict(rank_run):
+    out = rank_run['out']
     name = os.path.basename(out['best_path'])
     epoch = [h['epoch'] for h in out['history'] if h['dev_accuracy'] == out['best_acc']][0]
     assert name == 'shoucai_siamese_train_concat_poi_%03d_%.4f.ckpt' % (epoch, out['best_acc'])
     state = torch.load(out['best_path'], weights_only=True)
     assert len(state) == 669 and next(iter(state)) == 'linear1.weight'  # bare state_dict
-    metrics = eval_main(fit + ['--ranking_ckpt', out['best_path']])
-    assert metrics['dev_accuracy'] == pytest.approx(out['best_acc'])
-    resumed = main(fit + ['--epoch', '5', '--save_dir', str(tmp_path / 'rank'), '--seed', '0', '--aug', '0',
-                          '--resume', str(tmp_path / 'rank' / 'checkpoint_last.pth')])
+
+
+def test_train_ranking_best_ckpt_evaluates_to_its_accuracy(rank_run):
+    from avas.local_eval_test import main as eval_main
+    metrics = eval_main(rank_run['fit'] + ['--ranking_ckpt', rank_run['out']['best_path']])
+    assert metrics['dev_accuracy'] == pytest.approx(rank_run['out']['best_acc'])
+
+
+def test_train_ranking_resume_continues_from_checkpoint_last(rank_run):
+    from avas.train_ranking import main
+    resumed = main(rank_run['fit'] + ['--epoch', '5', '--save_dir', str(rank_run['save_dir']), '--seed', '0', '--aug', '0',
+                                      '--resume', str(rank_run['save_dir'] / 'checkpoint_last.pth')])
     assert [h['epoch'] for h in resumed['history']] == [4] and resumed['steps'] == 5
 
 
