@@ -12,6 +12,7 @@ from avas.align_model import ALIGN
 from avas.data import normalize_image, open_rgb, parse_ranking_line, pair_label, poi_inputs, poi_text
 from avas.loss import rank_sigmoid_loss
 from avas.model_local import Multimodal_Model
+from avas.poi_tables import load_table
 from avas.tokenization import tokenize
 from tests.avas.avas_testlib import (PHOTOS, PIC_NUM, TEST_DATA, VAL_CSV, fill_deterministic,
                                      make_small_bert, set_bn_stats_from)
@@ -35,7 +36,7 @@ def port(tmp_path_factory):
 def _pairs():
     lines = [l.strip() for l in open(VAL_CSV, encoding='utf-8') if len(l.strip()) >= 2][:2]
     records = [parse_ranking_line(l, i + 1, VAL_CSV) for i, l in enumerate(lines)]
-    pic = np.load(PIC_NUM, allow_pickle=True).item()
+    pic = load_table(PIC_NUM, 3)  # upstream's pickled dict, through the allow-list
     g = torch.Generator().manual_seed(REF['poi_vector_seed'])
     names = sorted({n for r in records for n in r.poi_names.split(',')})
     img_vecs = {n: torch.randn(512, generator=g).numpy().astype(np.float32) for n in names}
