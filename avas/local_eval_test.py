@@ -13,6 +13,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
+import logging
 import time
 
 import numpy as np
@@ -22,6 +23,8 @@ from common.errors import cli_main
 from common.logs import print_config, setup_logging
 from common.results import save_scores, write_results
 from common.safeio import check_writable, cleanup_stale_tmp
+
+log = logging.getLogger('avas')
 
 
 def get_parser():
@@ -49,6 +52,7 @@ def report(result, auc, args, argv, start):
         auc, len(labels), n_dropped, time.time() - start))
     metrics = {'dev_accuracy': result.dev_accuracy, 'dev_loss': result.dev_loss, 'roc_auc': auc,
                'n_pairs': int(len(labels)), 'n_dropped': n_dropped}
+    log.info('evaluated %d pairs of %s (%d dropped)', len(labels), split_index_files(args.index_files)[1], n_dropped)
     if args.out_json:
         write_results(args.out_json, metrics, 'avas', argv=argv, seed=args.seed, checkpoint=args.ranking_ckpt,
                       data_path=split_index_files(args.index_files)[1],

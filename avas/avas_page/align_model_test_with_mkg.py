@@ -11,6 +11,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import argparse
+import logging
 
 from avas.formats import list_images
 from avas.options import add_common_args
@@ -19,6 +20,7 @@ from common.errors import cli_main
 from common.logs import print_config, setup_logging
 from common.safeio import check_writable, cleanup_stale_tmp
 
+log = logging.getLogger('avas')
 WEIGHTS = './../weights/commodity_poi_mml_20211221_with_MKG_withMKG_iteration_200000_0.4215_0.407_0.018.pth'
 
 
@@ -60,7 +62,7 @@ def main(argv=None):
     res = (images.embeddings @ text_emb.t()).cpu().numpy().reshape(-1)  # not squeeze (quirk 9)
     print(res)
     write_scores(out_csv, zip(images.paths, res))
-    print('wrote', out_csv)
+    log.info('wrote %d scores to %s', len(images.paths), out_csv)
     return out_csv
 
 

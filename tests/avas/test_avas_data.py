@@ -117,3 +117,17 @@ def test_normalize_image_cv2_bilinear_on_uint8():
     default = normalize_image(np.full((50, 80, 3), 128, np.uint8))
     assert default.shape == (3, 224, 224)
     assert np.allclose(default[0], (128 / 255 - MEAN[0]) / STD[0], atol=1e-6)
+
+
+def test_upstream_table_converts_to_an_equal_plain_npz(tmp_path):
+    import shutil
+    from avas.poi_tables import PIC_NUM_TABLE, convert_folder
+    shutil.copy(PIC_NUM, tmp_path)
+    upstream = load_table(str(tmp_path / PIC_NUM_TABLE), 3)
+    [written] = convert_folder(str(tmp_path))
+    assert written.endswith('.npz')
+    with np.load(written, allow_pickle=False) as plain:  # no pickle left in the converted file
+        assert plain['values'].dtype == np.int64
+    converted = load_table(str(tmp_path / PIC_NUM_TABLE), 3)  # the .npz twin is preferred now
+    assert set(converted) == set(upstream)
+    assert all(list(converted[k]) == list(upstream[k]) for k in upstream)
