@@ -142,10 +142,11 @@ def validate(opt, val_loader, model):
     if architecture(opt) == 'LHSC':
         logging.info("rsum: %.1f" % r_sum)  # LHSC's extra line
         names = ('a/r1', 'a/r5', 'a/r10', 'b/medr', 'b/meanr', 'a/r1i', 'a/r5i', 'a/r10i',
-                 'b/medri', 'b/meanr', 'a/r_sum')
+                 'b/medri', 'b/meanri', 'a/r_sum')
     else:
-        names = ('r1', 'r5', 'r10', 'medr', 'meanr', 'r1i', 'r5i', 'r10i', 'medri', 'meanr', 'r_sum')
-    # upstream logs t2i meanr under the i2t name again (train.py: 'b/meanr' twice): kept
+        names = ('r1', 'r5', 'r10', 'medr', 'meanr', 'r1i', 'r5i', 'r10i', 'medri', 'meanri', 'r_sum')
+    # upstream logs t2i meanr under the i2t name again ('b/meanr' twice, the second overwriting
+    # the first): each scalar is written once here, t2i's as 'b/meanri' ('meanri' for SGRAF)
     values = (r1, r5, r10, medr, meanr, r1i, r5i, r10i, medri, meanri, r_sum)
     for name, value in zip(names, values):
         tb_logger.log_value(name, value, step=model.Eiters)
