@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 
 from common.errors import cli_main
-from common.safeio import check_writable_dir
+from common.safeio import check_writable_dir, save_npy_atomic, write_text_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_NAME = 'corel5k_precomp'
@@ -58,19 +58,18 @@ def write_image_list(folder, split, labels):
     os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
     for name in photos:
         shutil.copyfile(os.path.join(PHOTOS, name), os.path.join(folder, 'images', name))
-    with open(os.path.join(folder, '%s_images.txt' % split), 'w', encoding='utf-8') as f:
-        f.write(''.join('images/%s\n' % photos[int(label) % len(photos)] for label in labels))
+    write_text_atomic(os.path.join(folder, '%s_images.txt' % split),
+                      ''.join('images/%s\n' % photos[int(label) % len(photos)] for label in labels))
 
 
 def write_split(folder, split, captions, labels, level, dims, rng, prototypes):
     regions = level == 'local'
-    with open(os.path.join(folder, '%s_caps.txt' % split), 'w', encoding='utf-8') as f:
-        f.write('\n'.join(captions))
-    np.save(os.path.join(folder, '%s_cnns.npy' % split),
-            make_features(labels, dims['cnn'], rng, regions, 'cnn', prototypes['cnn']))
-    np.save(os.path.join(folder, '%s_bovws.npy' % split),
-            make_features(labels, dims['bovw'], rng, regions, 'bovw', prototypes['bovw']))
-    np.save(os.path.join(folder, '%s_labels.npy' % split), labels.reshape(-1, 1))
+    write_text_atomic(os.path.join(folder, '%s_caps.txt' % split), '\n'.join(captions))
+    save_npy_atomic(os.path.join(folder, '%s_cnns.npy' % split),
+                    make_features(labels, dims['cnn'], rng, regions, 'cnn', prototypes['cnn']))
+    save_npy_atomic(os.path.join(folder, '%s_bovws.npy' % split),
+                    make_features(labels, dims['bovw'], rng, regions, 'bovw', prototypes['bovw']))
+    save_npy_atomic(os.path.join(folder, '%s_labels.npy' % split), labels.reshape(-1, 1))
     write_image_list(folder, split, labels)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from common.errors import InputError
-from common.safeio import BadImageError, check_writable, check_writable_dir, read_text_lines, save_npz_atomic, \
-    verify_image
+from common.safeio import (BadImageError, check_writable, check_writable_dir, cleanup_stale_tmp, read_text_lines,
+                           save_npz_atomic, verify_image)
 from common.text import tokenize
 from m2hse import data_provider as data
 from m2hse.checkpoints import check_vocabulary, detect_level, load_model_checkpoint, load_weights
@@ -164,6 +164,7 @@ def run(args, export):
     """predict.py's work once its flags are parsed; returns {'images': [...], 'captions': [...]}."""
     if export:
         check_writable(export, '--export file')
+        cleanup_stale_tmp(export)
     if args.gallery:
         check_writable_dir(args.gallery, '--gallery folder')
     model, vocab, opt, enc = load_and_encode(args)

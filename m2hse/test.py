@@ -7,7 +7,7 @@ from common.errors import InputError
 from common.logs import print_config, setup_logging
 from common.results import save_scores, write_results
 from common.runtime import resolve_device
-from common.safeio import check_writable
+from common.safeio import check_writable, cleanup_stale_tmp
 from m2hse import data_provider as data
 from m2hse import opts
 from m2hse.checkpoints import check_level, check_vocabulary, load_model_checkpoint, load_weights
@@ -35,10 +35,10 @@ def load_vocab(level, opt):
 
 def check_outputs(args):
     """--out_json / --out_scores are checked before the (long) evaluation starts."""
-    if args.out_json:
-        check_writable(args.out_json, '--out_json file')
-    if args.out_scores:
-        check_writable(args.out_scores, '--out_scores file')
+    for path, what in ((args.out_json, '--out_json file'), (args.out_scores, '--out_scores file')):
+        if path:
+            check_writable(path, what)
+            cleanup_stale_tmp(path)
 
 
 def load_model(level, args, device):
