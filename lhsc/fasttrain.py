@@ -37,8 +37,10 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
         groups.setdefault(int(n), []).append(j)
     blocks, order, stats = [], [], []
     for n_word, idx in groups.items():
-        index = torch.as_tensor(idx, device=cap_emb.device)
-        cap = cap_emb.index_select(0, index)[:, :n_word]                                      # (Nb, n, E)
+        if idx[-1] - idx[0] == len(idx) - 1:   # training batches are sorted by length: a slice
+            cap = cap_emb[idx[0]:idx[-1] + 1, :n_word]                                        # (Nb, n, E)
+        else:
+            cap = cap_emb.index_select(0, torch.as_tensor(idx, device=cap_emb.device))[:, :n_word]
         cap_glo = sim_enc.t_global_w(cap, torch.mean(cap, 1))
         sim_glo = l2norm(sim_enc.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)), dim=-1)
         attn = word_region_attention(img_emb, cap)                                            # (Ni, Nb*n, 36)
