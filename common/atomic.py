@@ -29,3 +29,13 @@ def atomic_open(path, mode='wb'):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_copy(src, dst, chunk=1 << 20):
+    """Copy `src` to `dst` through atomic_open: `dst` is the old or the complete new file, never partial."""
+    with open(src, 'rb') as fin, atomic_open(dst, 'wb') as fout:
+        while True:
+            block = fin.read(chunk)
+            if not block:
+                break
+            fout.write(block)

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import torch
 
-from common.atomic import atomic_open  # noqa: F401  (re-exported: papers import it from here)
+from common.atomic import atomic_copy, atomic_open  # noqa: F401  (atomic_open re-exported: papers import it from here)
 
 
 class CheckpointError(Exception):
@@ -27,6 +27,12 @@ def save_checkpoint(obj, path):
     """torch.save(obj, path), atomically."""
     with atomic_open(path, 'wb') as f:
         torch.save(obj, f)
+
+
+def copy_to_best(src, dst):
+    """Copy a checkpoint just written (e.g. checkpoint.pth.tar) to the best-model file, atomically:
+    a kill during the copy leaves the previous best intact."""
+    atomic_copy(src, dst)
 
 
 def _numpy_globals():

@@ -6,14 +6,55 @@ then print one summary table and write it to runs/demo/summary.{md,json}.
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 from common.atomic import atomic_open
 
 PAPERS = ('hsl', 'lhsc', 'm2hse', 'avas', 'fhn')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Step(NamedTuple):
+    command: str   # as shown: `python <repo-relative script> args...`
+    wall_s: float
+    output: str    # stdout and stderr together
+
+
+def shown_command(cmd):
+    """`python hsl/main.py ...` for [sys.executable, /repo/hsl/main.py, ...]: paths in the repo become relative."""
+    words = ['python' if i == 0 and word == sys.executable else word for i, word in enumerate(cmd)]
+    words = [os.path.relpath(w, REPO) if os.path.isabs(w) and w.startswith(REPO + os.sep) else w for w in words]
+    return ' '.join(shlex.quote(w) for w in words)
+
+
+def _is_redraw(line):
+    return '\r' in line or 'it/s]' in line or 'B/s]' in line or 's/it]' in line
+
+
+def run_step(cmd, cwd, log=None, env=None):
+    """Run one demo step; print `$ command`; its output is appended to the file `log` (after a
+    `$ command` line) or, without a log, printed indented (progress-bar redraws dropped).
+    A failing step raises SystemExit with the command and the tail of its output."""
+    command = shown_command(cmd)
+    print('$ ' + command, flush=True)
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors='replace')
+    wall = time.time() - start
+    if log is not None:
+        with open(log, 'a', encoding='utf-8') as f:
+            f.write('$ %s\n%s' % (command, proc.stdout))
+    else:
+        for line in proc.stdout.splitlines():
+            if not _is_redraw(line):
+                print('    ' + line, flush=True)
+    if proc.returncode != 0:
+        raise SystemExit('demo step failed (exit %d): %s\n%s' % (proc.returncode, command, proc.stdout[-3000:]))
+    return Step(command, wall, proc.stdout)
 
 
 def run_paper_demo(paper, out_dir, timeout):

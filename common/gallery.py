@@ -10,11 +10,10 @@ decode is drawn as a placeholder (and named in the page) instead of failing the 
 import html
 import os
 import re
-import shutil
 
 from PIL import Image, ImageDraw, ImageFont
 
-from common.atomic import atomic_open
+from common.atomic import atomic_copy, atomic_open
 from common.safeio import BadImageError, open_image, write_text_atomic
 
 THUMB = 128          # contact-sheet thumbnail box (pixels)
@@ -40,11 +39,6 @@ def _safe_name(path):
     return stem + ext
 
 
-def _copy_atomic(src, dst):
-    with open(src, 'rb') as fin, atomic_open(dst, 'wb') as fout:
-        shutil.copyfileobj(fin, fout)
-
-
 class _Images:
     """Copies each distinct source image once under out_dir/images/ and keeps its decoded thumbnail."""
 
@@ -65,7 +59,7 @@ class _Images:
             else:
                 img.thumbnail((self.thumb, self.thumb))
                 rel = 'images/%03d_%s' % (len(self.done), _safe_name(key))
-                _copy_atomic(key, os.path.join(self.out_dir, rel))
+                atomic_copy(key, os.path.join(self.out_dir, rel))
                 self.done[key] = (rel, img, None)
         return self.done[key]
 

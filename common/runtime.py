@@ -2,13 +2,15 @@
 determinism, AMP helpers that are no-ops on CPU, and DDP set-up from torchrun's environment."""
 import os
 import random
-import sys
-import types
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from common.errors import InputError
+from common.torch_compat import drop_stale_group_defaults
 
 
 def add_runtime_args(parser, device_default='auto'):
@@ -50,6 +52,57 @@ def seed_everything(seed, deterministic=False):
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+def rng_state():
+    """Python, numpy, torch (and CUDA) random states, as tensors/ints only (a plain torch.save
+    payload that the weights-only checkpoint loader reads back without numpy globals)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {'python': random.getstate(),
+             'numpy': {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                       'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)},
+             'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state(value, state):
+    if isinstance(value, tuple):  # np.random.get_state() itself (older m2hse checkpoints)
+        return value
+    if isinstance(value, dict):
+        keys, pos, has_gauss, cached = value['keys'], value['pos'], value['has_gauss'], value['cached_gaussian']
+    else:  # older fhn checkpoints: keys tensor beside numpy_pos / numpy_gauss
+        keys, pos, (has_gauss, cached) = value, state['numpy_pos'], state['numpy_gauss']
+    keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)
+    return ('MT19937', keys.astype(np.uint32), int(pos), int(has_gauss), float(cached))
+
+
+def set_rng_state(state):
+    """Restore what rng_state() saved; also reads the layouts older checkpoints used: a bare torch
+    ByteTensor (lhsc 'rng_state'), numpy's get_state() tuple (m2hse), numpy keys as a tensor (fhn)."""
+    if torch.is_tensor(state):
+        torch.set_rng_state(state)
+        return
+    if 'python' in state:
+        random.setstate(state['python'])
+    if 'numpy' in state:
+        np.random.set_state(_numpy_state(state['numpy'], state))
+    torch.set_rng_state(state['torch'])
+    if state.get('cuda') is not None and torch.cuda.is_available():
+        cuda = list(state['cuda'])[:torch.cuda.device_count()]
+        for device, cuda_state in enumerate(cuda):
+            torch.cuda.set_rng_state(cuda_state, device)
+
+
+def export_gpu_id(gpuid, flag='--gpuid'):
+    """Upstream's GPU-id flag ("1", "0,1") written to CUDA_VISIBLE_DEVICES, before CUDA starts.
+    Callers decide when (e.g. not under torchrun); a value that is not GPU ids is an InputError."""
+    spec = str(gpuid).strip()
+    if not re.fullmatch(r'\d+(,\d+)*', spec):
+        raise InputError('%s %s: give GPU ids such as 0 or 0,1' % (flag, gpuid))
+    os.environ['CUDA_VISIBLE_DEVICES'] = spec
+    return spec
 
 
 def seed_worker(worker_id):
@@ -141,49 +194,14 @@ def cleanup_distributed():
       Python (< 3.14) ends that thread with pthread_exit, whose forced unwind through a noexcept
       destructor calls std::terminate. Dropping the last reference to the group joins those
       threads now (the destructor runs without the GIL), so that nothing is left for finalization.
-      destroy_process_group() only drops torch's own references; see _drop_stale_group_defaults
-      for a reference torch itself leaks. Other holders (a DistributedDataParallel wrapper, a
+      destroy_process_group() only drops torch's own references; see drop_stale_group_defaults
+      for a reference torch itself leaks (common/torch_compat.py). Other holders (a DistributedDataParallel wrapper, a
       stored dist.group.WORLD) keep the threads until they are freed: keep them local to main().
     """
     if is_distributed():
         dist.barrier()
         dist.destroy_process_group()
-        _drop_stale_group_defaults()
-
-
-def _drop_stale_group_defaults():
-    """Reset function defaults that captured a ProcessGroup to None (= the default group).
-
-    torch.distributed.nn.functional evaluates `group=group.WORLD` at import. torch.optim imports
-    it (through torch._dynamo) when the first optimizer is built, i.e. usually after
-    init_process_group, so those defaults hold the live group and destroy_process_group() cannot
-    free it: its gloo threads then survive into interpreter shutdown (see cleanup_distributed).
-    init_distributed imports the module first; this catches groups made by other code.
-    Only type() is used to inspect objects: isinstance/getattr would trip deprecation warnings
-    of some module attributes (torch.distributed.reduce_op)."""
-    def is_group(value):
-        return issubclass(type(value), dist.ProcessGroup)
-
-    def clean(values):
-        return tuple(None if is_group(v) else v for v in values)
-
-    for name, module in list(sys.modules.items()):
-        if type(module) is not types.ModuleType or not (
-                name == 'torch.distributed' or name.startswith('torch.distributed.')):
-            continue
-        for obj in list(vars(module).values()):
-            candidates = [obj]
-            if issubclass(type(obj), type) and vars(obj).get('__module__') == name:
-                candidates = list(vars(obj).values())            # methods of the module's classes
-            for fn in candidates:
-                if type(fn) in (staticmethod, classmethod):
-                    fn = fn.__func__
-                while type(fn) is types.FunctionType:
-                    if fn.__defaults__ and any(is_group(v) for v in fn.__defaults__):
-                        fn.__defaults__ = clean(fn.__defaults__)
-                    if fn.__kwdefaults__ and any(is_group(v) for v in fn.__kwdefaults__.values()):
-                        fn.__kwdefaults__ = dict(zip(fn.__kwdefaults__, clean(fn.__kwdefaults__.values())))
-                    fn = vars(fn).get('__wrapped__')                 # functools.wraps decorators
+        drop_stale_group_defaults()
 
 
 def distributed_sampler(dataset, shuffle=True, seed=0):

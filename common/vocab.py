@@ -71,3 +71,23 @@ def build_vocab(captions, threshold, tokenize=tokenize, specials=SPECIAL_TOKENS)
         if count >= threshold:
             vocab.add_word(word)
     return vocab
+
+
+def caption_to_ids(vocab, caption, tokenize=tokenize):
+    """[<start>] + the word ids of the tokenized caption + [<end>] (vsepp/SCAN data.py)."""
+    return [vocab('<start>')] + [vocab(token) for token in tokenize(caption)] + [vocab('<end>')]
+
+
+def sort_by_caption_length(batch, index=1):
+    """Batch items sorted by the length of item[index], longest first (stable), as packed RNNs need."""
+    return sorted(batch, key=lambda item: len(item[index]), reverse=True)
+
+
+def pad_captions(captions):
+    """Id sequences (lists or tensors) -> (LongTensor (B, longest) padded with 0 = <pad>, lengths)."""
+    import torch  # here: common.vocab is imported by light scripts (vocabulary building, --help)
+    lengths = [len(caption) for caption in captions]
+    targets = torch.zeros(len(captions), max(lengths)).long()
+    for i, caption in enumerate(captions):
+        targets[i, :lengths[i]] = torch.as_tensor(caption)[:lengths[i]]
+    return targets, lengths

@@ -160,3 +160,19 @@ def test_malicious_checkpoint_names_the_global_and_gives_no_unsafe_advice(tmp_pa
     assert 'posix.system' in message and str(path) in message
     assert 'weights_only' not in message
     assert not marker.exists()
+
+
+def test_copy_to_best_copies_bytes_and_a_failed_copy_keeps_the_old_best(tmp_path, monkeypatch):
+    from common import atomic
+    from common.checkpoint import copy_to_best, save_checkpoint
+    src, best = tmp_path / 'checkpoint_3.pth.tar', tmp_path / 'model_best.pth.tar'
+    save_checkpoint({'epoch': 3, 'w': torch.arange(300000)}, src)
+    best.write_bytes(b'old best')
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, 'replace', lambda a, b: (_ for _ in ()).throw(OSError('disk gone')))
+    with pytest.raises(OSError):
+        copy_to_best(src, best)
+    assert best.read_bytes() == b'old best' and [p.name for p in tmp_path.iterdir() if p.name.endswith('.tmp')] == []
+    monkeypatch.setattr(atomic.os, 'replace', real_replace)
+    copy_to_best(src, best)
+    assert best.read_bytes() == src.read_bytes() and load_checkpoint(str(best))['epoch'] == 3

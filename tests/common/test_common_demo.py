@@ -23,3 +23,18 @@ def test_demo_runner_collects_rows_and_flags_missing_and_failing_papers(tmp_path
     table = (out / 'summary.md').read_text()
     assert '| hsl | `python main.py` | nDCG@5 | 0.6100 | 0.2000 | 1.5 |' in table
     assert 'no demo yet' in table and 'FAILED (3)' in table
+
+
+def test_run_step_shows_repo_relative_command_logs_output_and_fails_with_its_tail(tmp_path):
+    import os
+    import sys
+
+    import pytest
+    script = os.path.join(demo.REPO, 'common', 'demo.py')
+    log = tmp_path / 'demo.log'
+    step = demo.run_step([sys.executable, script, '--help'], str(tmp_path), log=str(log))
+    assert step.command == 'python common/demo.py --help'
+    assert 'summary table' in step.output and step.wall_s > 0
+    assert log.read_text().startswith('$ python common/demo.py --help\n')
+    with pytest.raises(SystemExit, match=r'demo step failed \(exit 3\): python -c .*\n.*boom'):
+        demo.run_step([sys.executable, '-c', 'import sys; print("boom"); sys.exit(3)'], str(tmp_path))

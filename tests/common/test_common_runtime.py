@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -119,3 +120,55 @@ def test_cleanup_distributed_frees_the_gloo_group(tmp_path, init):
     for rank in range(2):
         threads = (tmp_path / ('threads%d.txt' % rank)).read_text().split()
         assert not [t for t in threads if 'gloo' in t], threads
+
+
+def _draws():
+    return (random.random(), float(np.random.rand()), float(np.random.randn()), float(torch.rand(1)))
+
+
+def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    from common.runtime import rng_state, set_rng_state
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    state = rng_state()
+    expected = _draws()
+    torch.save({'rng': state}, tmp_path / 'c.pth')
+    loaded = torch.load(tmp_path / 'c.pth', weights_only=True)  # tensors and ints only: no numpy globals
+    _draws()
+    set_rng_state(loaded['rng'])
+    assert _draws() == expected
+
+
+def test_set_rng_state_reads_older_checkpoint_layouts():
+    from common.runtime import set_rng_state
+    torch.manual_seed(5)
+    lhsc_old = torch.get_rng_state()  # lhsc 'rng_state': a bare ByteTensor
+    expected_torch = float(torch.rand(1))
+    set_rng_state(lhsc_old)
+    assert float(torch.rand(1)) == expected_torch
+
+    random.seed(7), np.random.seed(8), torch.manual_seed(9)
+    m2hse_old = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    expected = _draws()
+    set_rng_state(m2hse_old)
+    assert _draws() == expected
+
+    np.random.seed(11), torch.manual_seed(12)
+    st = np.random.get_state()
+    fhn_old = {'torch': torch.get_rng_state(), 'numpy': torch.from_numpy(st[1].astype(np.int64)),
+               'numpy_pos': int(st[2]), 'numpy_gauss': [int(st[3]), float(st[4])]}
+    expected = (float(np.random.rand()), float(torch.rand(1)))
+    set_rng_state(fhn_old)
+    assert (float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_export_gpu_id_sets_cuda_visible_devices_or_refuses(monkeypatch):
+    from common.errors import InputError
+    from common.runtime import export_gpu_id
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    assert export_gpu_id(' 0,1') == '0,1'
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '0,1'
+    assert export_gpu_id(1) == '1' and os.environ['CUDA_VISIBLE_DEVICES'] == '1'
+    with pytest.raises(InputError, match='--device cuda: give GPU ids'):
+        export_gpu_id('cuda', flag='--device')
+    assert os.environ['CUDA_VISIBLE_DEVICES'] == '1'

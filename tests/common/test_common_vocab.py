@@ -54,3 +54,22 @@ def test_bad_vocab_file_is_a_clear_error(tmp_path):
         deserialize_vocab(missing_field)
     with pytest.raises(FileNotFoundError, match='nope.json'):
         deserialize_vocab(tmp_path / 'nope.json')
+
+
+def test_caption_to_ids_wraps_tokens_in_start_end_and_maps_unknown_words():
+    from common.vocab import caption_to_ids
+    vocab = build_vocab(['A dog runs.', 'a cat runs'], threshold=1)
+    assert caption_to_ids(vocab, 'A dog flies') == [1, vocab('a'), vocab('dog'), 3, 2]
+    assert caption_to_ids(vocab, 'x y', tokenize=str.split) == [1, 3, 3, 2]
+
+
+def test_pad_captions_zero_pads_and_sorting_is_stable_longest_first():
+    import torch
+    from common.vocab import pad_captions, sort_by_caption_length
+    batch = [('a', [1, 5, 2]), ('b', torch.Tensor([1, 6, 7, 2])), ('c', [1, 8, 9]), ('d', [1, 2])]
+    ordered = sort_by_caption_length(batch)
+    assert [item[0] for item in ordered] == ['b', 'a', 'c', 'd']
+    targets, lengths = pad_captions([item[1] for item in ordered])
+    assert lengths == [4, 3, 3, 2]
+    assert targets.dtype == torch.long
+    assert targets.tolist() == [[1, 6, 7, 2], [1, 5, 2, 0], [1, 8, 9, 0], [1, 2, 0, 0]]
