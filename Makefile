@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-gpu visdom clean-venv
+.PHONY: install demo test test-gpu visdom serve clean-venv
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test-gpu: $(STAMP)
 
 visdom: $(STAMP)
 	$(PY) fhn/scripts/visdom_server.py
+
+# FHN outfit recommender on the demo catalogue (waitress); PORT=8080 make serve
+PORT ?= 5000
+serve: $(STAMP)
+	$(PY) fhn/web/backend.py --demo --port $(PORT)
 
 clean-venv:
 	rm -rf $(VENV)
