@@ -9,14 +9,16 @@ import numpy as np
 import torch
 import torch.utils.data as data
 
+from common.errors import InputError
 from common.runtime import distributed_sampler, make_generator
+from common.safeio import load_npy
 from common.text import tokenize
 
 N_REGIONS = 36
 DEV_CAPTIONS = 5000  # upstream data.py:38-39 validates on the first 5000 dev captions only
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """Bad or missing data files; the message names the file and what is wrong."""
 
 
@@ -42,10 +44,10 @@ def read_captions(path):
 def load_region_features(path, img_dim=None):
     """Memory-map `path` (never loads COCO's 33 GB train features) and check (N, 36, img_dim)."""
     _need(path, 'region feature file')
-    try:
-        images = np.load(path, mmap_mode='r')
-    except ValueError as err:
-        raise DataError('%s: not a numpy .npy array (%s)' % (path, err)) from None
+    try:  # refuses object arrays (pickles) and names truncated files
+        images = load_npy(path, mmap_mode='r', what='region feature')
+    except InputError as err:
+        raise DataError('not a numpy .npy array, or a damaged one: %s' % err) from None
     if images.ndim != 3:
         raise DataError('%s: region features must be 3-d (images, regions, dim), got shape %s'
                         % (path, images.shape))
@@ -78,6 +80,9 @@ class PrecompDataset(data.Dataset):
         else:
             raise DataError('%s has %d captions for %d images in %s: need 5 per image (or 1)'
                             % (caps_path, n_cap, n_img, ims_path))
+        if n_img == 0 or n_cap == 0:
+            raise DataError('%s / %s: the %s split is empty (%d images, %d captions); it needs at least '
+                            'one image with its captions' % (ims_path, caps_path, data_split, n_img, n_cap))
         self.length = n_cap
         if data_split == 'dev':
             # upstream forces 5000 (IndexError on a smaller dev set); min() keeps its numbers

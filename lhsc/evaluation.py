@@ -14,25 +14,33 @@ import sys
 if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse
+if __name__ == "__main__":  # parse before the heavy imports below, so --help returns at once
+    from lhsc.opts import build_eval_parser
+    build_eval_parser().parse_known_args()  # main() parses again, strictly, after cli_main
+
 import time
 
 import numpy as np
 import torch
 
 from common.checkpoint import CheckpointError, load_checkpoint
-from common.metrics import recall_at_k
+from common.errors import cli_main
+from common.logs import print_config, setup_logging
+from common.progress import add_progress_arg
+from common.progress import progress as progress_bar
 from common.results import save_scores, write_results
 from common.runtime import all_gather_cat, cleanup_distributed, init_distributed, is_main_process
+from common.safeio import check_writable, fingerprint
 from common.vocab import Vocabulary, deserialize_vocab
 from lhsc import fastsim
 from lhsc import gemm as gemms
-from lhsc.data import DataError, get_test_loader
+from lhsc.data import get_test_loader
+from lhsc.errors import LhscInputError
 from lhsc.model import N_REGIONS, architecture, build_model
+from lhsc.opts import build_eval_parser
+from lhsc.opts import build_parser as build_train_parser
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-UPSTREAM_MODEL_PATH = '/Data1/zengsheng/works/dl_works/person/flick1/LHSC/runs/LHSC/checkpoint/model_best.pth.tar'
-UPSTREAM_DATA_PATH = '/Data1/zengsheng/works/dl_works/person/flickr_datas'
 TEXT_BLOCK = 100  # captions encoded together (TextAttn has no padding mask: blocks must stay 100)
 
 
@@ -47,7 +55,8 @@ def encode_data(model, data_loader, log_step=10, logging=print, image_step=5):
     n_caps = len(data_loader.dataset)
     img_rows, cap_rows, cap_lens = {}, [None] * n_caps, [0] * n_caps
     with torch.no_grad():
-        for i, (images, captions, lengths, ids) in enumerate(data_loader):
+        batches = progress_bar(data_loader, desc='encode', unit='batch')
+        for i, (images, captions, lengths, ids) in enumerate(batches):
             keep = [j for j, idx in enumerate(ids) if idx % image_step == 0]
             img_emb = model.img_enc(images[keep].to(model.device)).float().cpu().numpy() if keep else []
             for row, j in enumerate(keep):
@@ -125,7 +134,7 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
             cap_glo = torch.cat([fastsim.caption_globals(
                 sim_enc, torch.from_numpy(np.ascontiguousarray(cap_embs[k:k + 1000])).float().to(device),
                 cap_lens[k:k + 1000], gemm=products) for k in range(0, n_cap, 1000)])
-        for i in range(rank, n_im_shard, world):
+        for i in progress_bar(range(rank, n_im_shard, world), desc='similarity', enabled=progress, unit='shard'):
             im_start, im_end = shard_size * i, min(shard_size * (i + 1), n_img)
             im = torch.from_numpy(np.ascontiguousarray(img_embs[im_start:im_end])).float().to(device)
             block = np.zeros((im_end - im_start, n_cap))
@@ -197,6 +206,12 @@ def t2i(images, captions, caplens, sims, npts=None, return_ranks=False):
     return _summary(ranks, top1, return_ranks)
 
 
+def recall_at_k(ranks, k):
+    """Percentage of queries whose first positive is within the top k (SCAN: 100 * mean(r < k))."""
+    ranks = np.asarray(ranks)
+    return 100.0 * np.count_nonzero(ranks < k) / len(ranks)
+
+
 def _summary(ranks, top1, return_ranks):
     r1, r5, r10 = recall_at_k(ranks, 1), recall_at_k(ranks, 5), recall_at_k(ranks, 10)
     medr = np.floor(np.median(ranks)) + 1
@@ -265,8 +280,22 @@ def resolve_vocab_file(vocab_path, data_name):
     if os.path.isfile(shipped):
         print('vocabulary %s not found; using the shipped copy %s' % (path, shipped))
         return shipped
-    raise SystemExit('vocabulary file not found: %s (pass --vocab_path DIR holding %s_vocab.json)'
-                     % (path, data_name))
+    raise LhscInputError('vocabulary file not found: %s (pass --vocab_path DIR holding %s_vocab.json)'
+                         % (path, data_name))
+
+
+def load_vocab(vocab_path, data_name):
+    """The SCAN JSON vocabulary for `data_name`; a damaged file is a clear error naming it."""
+    path = resolve_vocab_file(vocab_path, data_name)
+    try:
+        return deserialize_vocab(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise LhscInputError('%s; pass a SCAN vocabulary JSON (--vocab_path)' % err) from None
+
+
+def vocab_fingerprint(vocab):
+    """sha256 of the vocabulary's words in id order (stored in checkpoints, checked at evaluation)."""
+    return fingerprint(vocab.idx2word[i] for i in range(len(vocab)))
 
 
 def _complete_state(module, state):
@@ -280,36 +309,54 @@ def _complete_state(module, state):
 
 def load_model(model_path, data_path=None, vocab_path=None, device='cpu'):
     """(model, opt, vocab, epoch) from an upstream (LHSC or SGRAF) or port checkpoint."""
-    from lhsc.opts import build_parser
     try:
         checkpoint = load_checkpoint(model_path, map_location='cpu',
                                      aliases={'vocab.Vocabulary': Vocabulary})
     except CheckpointError as err:
-        raise SystemExit(str(err))
-    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'opt' not in checkpoint:
-        raise SystemExit('%s: not an LHSC/SGRAF checkpoint (needs the keys "model" and "opt")' % model_path)
+        raise LhscInputError(str(err)) from None
+    if not isinstance(checkpoint, dict) or 'model' not in checkpoint or 'opt' not in checkpoint \
+            or not hasattr(checkpoint['opt'], 'data_name'):
+        raise LhscInputError('%s: not an LHSC/SGRAF checkpoint (needs the keys "model" and "opt" with '
+                             'the training options); pass a checkpoint written by LHSC, SGRAF or this port'
+                             % model_path)
     opt = checkpoint['opt']
     opt.model = architecture(opt)
-    for key, value in vars(build_parser().parse_args([])).items():
+    for key, value in vars(build_train_parser().parse_args([])).items():
         if not hasattr(opt, key):
             setattr(opt, key, value)
     if data_path is not None:
         opt.data_path = data_path
     if vocab_path is not None:
         opt.vocab_path = vocab_path
-    vocab = deserialize_vocab(resolve_vocab_file(opt.vocab_path, opt.data_name))
+    vocab = load_vocab(opt.vocab_path, opt.data_name)
     opt.vocab_size = len(vocab)
     state = checkpoint['model']
-    if not isinstance(state, (list, tuple)) or len(state) != 3:
-        raise SystemExit('%s: "model" must be the list [img_enc, txt_enc, sim_enc] state dicts' % model_path)
+    if not isinstance(state, (list, tuple)) or len(state) != 3 or not all(isinstance(sd, dict) for sd in state):
+        raise LhscInputError('%s: "model" must be the list [img_enc, txt_enc, sim_enc] state dicts'
+                             % model_path)
+    if 'embed.weight' not in state[1]:
+        raise LhscInputError('%s: the text encoder has no "embed.weight": not an LHSC/SGRAF checkpoint'
+                             % model_path)
     n_words = state[1]['embed.weight'].shape[0]
+    vocab_file = os.path.join(opt.vocab_path, opt.data_name)
     if n_words != len(vocab):
-        raise SystemExit('%s: the checkpoint embeds %d words but the vocabulary %s has %d; pass the '
-                         'vocabulary it was trained with (--vocab_path)'
-                         % (model_path, n_words, os.path.join(opt.vocab_path, opt.data_name), len(vocab)))
-    model = build_model(opt, device=device)
-    model.load_state_dict([_complete_state(enc, sd) for enc, sd in
-                           zip((model.img_enc, model.txt_enc, model.sim_enc), state)])
+        raise LhscInputError('%s: the checkpoint embeds %d words but the vocabulary %s has %d; pass the '
+                             'vocabulary it was trained with (--vocab_path)'
+                             % (model_path, n_words, vocab_file, len(vocab)))
+    stored = checkpoint.get('vocab_fingerprint')
+    if stored is None:
+        print('%s records no vocabulary fingerprint (an upstream checkpoint): only the vocabulary size '
+              '(%d words) was checked, not the words themselves' % (model_path, n_words))
+    elif stored != vocab_fingerprint(vocab):
+        raise LhscInputError('%s: trained with another vocabulary than %s (same size, different words); '
+                             'pass the vocabulary it was trained with (--vocab_path)' % (model_path, vocab_file))
+    try:
+        model = build_model(opt, device=device)
+        model.load_state_dict([_complete_state(enc, sd) for enc, sd in
+                               zip((model.img_enc, model.txt_enc, model.sim_enc), state)])
+    except (RuntimeError, ValueError) as err:
+        raise LhscInputError('%s: the weights do not fit the options stored with them (%s); the file is '
+                             'damaged or not an LHSC/SGRAF checkpoint' % (model_path, str(err).splitlines()[0])) from None
     return model, opt, vocab, checkpoint.get('epoch')
 
 
@@ -325,10 +372,7 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
         model, opt, vocab, save_epoch = load_model(path, data_path, vocab_path, device)
         print(opt)
         print('Loading dataset')
-        try:
-            data_loader = get_test_loader(split, opt.data_name, vocab, opt.batch_size, opt.workers, opt)
-        except DataError as err:
-            raise SystemExit(str(err))
+        data_loader = get_test_loader(split, opt.data_name, vocab, opt.batch_size, opt.workers, opt)
         print("=> loaded checkpoint_epoch {}".format(save_epoch))
         print('Computing results...')
         img_embs, cap_embs, cap_lens = encode_data(model, data_loader)
@@ -344,6 +388,7 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
                                   progress=is_main_process(), gemm=gemm)
             sims = s if sims is None else sims + s
         print("calculate similarity time:", time.time() - start)
+        check_scores_finite(sims, paths)
         return sims / len(encoded)
 
     n_caps = encoded[0][2].shape[0]
@@ -353,7 +398,7 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
         print_full(metrics)
         return metrics, sims
     if n_caps < 25 * fold_images:
-        raise SystemExit('--fold5 needs 5 folds of %d images (coco testall: 25000 captions); '
+        raise LhscInputError('--fold5 needs 5 folds of %d images (coco testall: 25000 captions); '
                          'this split has %d captions' % (fold_images, n_caps))
     folds, fold_sims = [], []
     for i in range(5):
@@ -371,35 +416,18 @@ def evalrank(model_path, data_path=None, split='dev', fold5=False, vocab_path=No
     return metrics, np.stack(fold_sims)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description='Evaluate an LHSC/SGRAF checkpoint (upstream evalrank).')
-    parser.add_argument('--model_path', default=UPSTREAM_MODEL_PATH, help='checkpoint (.pth.tar)')
-    parser.add_argument('--data_path', default=UPSTREAM_DATA_PATH,
-                        help='root holding <data_name>/ (overrides the checkpoint opt.data_path)')
-    parser.add_argument('--split', default='test', choices=['test', 'testall', 'dev'])
-    parser.add_argument('--fold5', action='store_true', help='COCO 1K: mean over 5 folds of testall')
-    parser.add_argument('--vocab_path', default=None, help="folder with <data_name>_vocab.json "
-                        "(default: the checkpoint's opt.vocab_path, as upstream)")
-    parser.add_argument('--ensemble', nargs='+', default=None, metavar='CKPT',
-                        help='average the similarities of these checkpoints (and --model_path if '
-                             'given explicitly), e.g. --ensemble SAF.pth.tar SGR.pth.tar')
-    parser.add_argument('--out_json', default=None, help='write metrics JSON here')
-    parser.add_argument('--out_scores', default=None,
-                        help='write the float64 image x caption matrix (.npy; fold5: folds x 1000 x 5000)')
-    parser.add_argument('--device', default='auto', help='auto|cpu|cuda|cuda:N')
-    parser.add_argument('--shard_size', default=100, type=int, help='images per shard')
-    parser.add_argument('--max_mem', default=None, type=float,
-                        help='MiB per similarity chunk (default: 64 on CPU, 2048 on CUDA)')
-    parser.add_argument('--reference', action='store_true',
-                        help="use upstream's per-caption loop (slow) instead of the vectorised pass")
-    parser.add_argument('--gemm', default='onednn', choices=gemms.CHOICES,
-                        help='CPU float32 matrix products of the vectorised pass: oneDNN (AVX-512 where '
-                             "the CPU has it) or torch's (MKL); CUDA always uses torch's")
-    return parser
+def check_scores_finite(sims, paths):
+    """NaN/inf similarities (from NaN features or weights) would rank silently: stop instead."""
+    bad = ~np.isfinite(sims)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise LhscInputError('%s: %d non-finite similarities (first: image %d, caption %d); the region '
+                             'features or the checkpoint hold NaN/inf values' % (', '.join(paths), bad.sum(),
+                                                                                rows[0], cols[0]))
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args, argv=None, architecture_required=None):
+    """Evaluate with parsed evaluation flags `args` (shared by lhsc/ and lhsc/sgraf/ entry scripts)."""
     given = sys.argv[1:] if argv is None else argv
     explicit_model = any(a.startswith('--model_path') for a in given)
     if args.ensemble:
@@ -407,6 +435,16 @@ def main(argv=None):
         model_path, extra = paths[0], paths[1:]
     else:
         model_path, extra = args.model_path, None
+    if args.gemm not in gemms.CHOICES:
+        raise LhscInputError('--gemm %s: choose one of %s' % (args.gemm, ', '.join(gemms.CHOICES)))
+    setup_logging()
+    print_config(args)
+    for out, what in ((args.out_json, 'metrics JSON (--out_json)'), (args.out_scores, 'score matrix (--out_scores)')):
+        if out:  # before the (long) evaluation, not after it
+            check_writable(out, what)
+    if architecture_required is not None:
+        for path in [model_path] + list(extra or []):
+            check_architecture(path, architecture_required)
     info = init_distributed(args.device)
     print(time.strftime("%Y-%m-%d  %H:%M:%S", time.localtime()))
     metrics, sims = evalrank(model_path, data_path=args.data_path, split=args.split, fold5=args.fold5,
@@ -423,5 +461,25 @@ def main(argv=None):
     return metrics
 
 
+def check_architecture(path, wanted):
+    """lhsc/sgraf/evaluation.py evaluates SGRAF checkpoints only (and says where LHSC's go)."""
+    try:
+        checkpoint = load_checkpoint(path, map_location='cpu', aliases={'vocab.Vocabulary': Vocabulary})
+    except CheckpointError as err:
+        raise LhscInputError(str(err)) from None
+    opt = checkpoint.get('opt') if isinstance(checkpoint, dict) else None
+    if opt is None or not hasattr(opt, 'data_name'):
+        raise LhscInputError('%s: not an LHSC/SGRAF checkpoint (needs the keys "model" and "opt")' % path)
+    found = architecture(opt)
+    if found != wanted:
+        raise LhscInputError('%s is an %s checkpoint; evaluate it with %s' % (
+            path, found, 'lhsc/evaluation.py' if found == 'LHSC' else 'lhsc/sgraf/evaluation.py'))
+
+
+def main(argv=None):
+    args = add_progress_arg(build_eval_parser()).parse_args(argv)
+    return run(args, argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main(main)

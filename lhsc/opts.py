@@ -5,6 +5,13 @@ import os
 import re
 import sys
 
+from lhsc.errors import LhscInputError
+
+UPSTREAM_MODEL_PATH = '/Data1/zengsheng/works/dl_works/person/flick1/LHSC/runs/LHSC/checkpoint/model_best.pth.tar'
+UPSTREAM_DATA_PATH = '/Data1/zengsheng/works/dl_works/person/flickr_datas'
+GEMMS = ('onednn', 'torch')  # lhsc.gemm.CHOICES, spelled out here so --help needs no torch
+SGRAF_ONLY = ('module_name', 'sgr_step')  # flags that mean something only for --model SGRAF
+
 
 def build_parser():
     parser = argparse.ArgumentParser(description='Train LHSC (or plain SGRAF) on SCAN precomp data.')
@@ -91,8 +98,64 @@ def build_parser():
     return parser
 
 
-def parse_opt(argv=None):
-    opt = build_parser().parse_args(argv)
+def build_eval_parser(model_path=UPSTREAM_MODEL_PATH, data_path=UPSTREAM_DATA_PATH,
+                      description='Evaluate an LHSC/SGRAF checkpoint (upstream evalrank).'):
+    """evaluation.py's flags; the defaults reproduce upstream's __main__ (its hard-coded paths)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--model_path', default=model_path, help='checkpoint (.pth.tar)')
+    parser.add_argument('--data_path', default=data_path,
+                        help='root holding <data_name>/ (overrides the checkpoint opt.data_path)')
+    parser.add_argument('--split', default='test', choices=['test', 'testall', 'dev'])
+    parser.add_argument('--fold5', action='store_true', help='COCO 1K: mean over 5 folds of testall')
+    parser.add_argument('--vocab_path', default=None, help="folder with <data_name>_vocab.json "
+                        "(default: the checkpoint's opt.vocab_path, as upstream)")
+    parser.add_argument('--ensemble', nargs='+', default=None, metavar='CKPT',
+                        help='average the similarities of these checkpoints (and --model_path if '
+                             'given explicitly), e.g. --ensemble SAF.pth.tar SGR.pth.tar')
+    parser.add_argument('--out_json', default=None, help='write metrics JSON here')
+    parser.add_argument('--out_scores', default=None,
+                        help='write the float64 image x caption matrix (.npy; fold5: folds x 1000 x 5000)')
+    parser.add_argument('--device', default='auto', help='auto|cpu|cuda|cuda:N')
+    parser.add_argument('--shard_size', default=100, type=int, help='images per shard')
+    parser.add_argument('--max_mem', default=None, type=float,
+                        help='MiB per similarity chunk (default: 64 on CPU, 2048 on CUDA)')
+    parser.add_argument('--reference', action='store_true',
+                        help="use upstream's per-caption loop (slow) instead of the vectorised pass")
+    parser.add_argument('--gemm', default='onednn', choices=GEMMS,
+                        help='CPU float32 matrix products of the vectorised pass: oneDNN (AVX-512 where '
+                             "the CPU has it) or torch's (MKL); CUDA always uses torch's")
+    return parser
+
+
+def explicit_flags(parser, argv=None):
+    """Names of the options given on the command line (not filled in from defaults)."""
+    quiet = argparse.ArgumentParser(add_help=False, allow_abbrev=parser.allow_abbrev)
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            kwargs = {'dest': action.dest, 'default': argparse.SUPPRESS}
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                kwargs['action'] = 'store_true'
+            else:
+                kwargs['nargs'] = action.nargs
+            quiet.add_argument(*action.option_strings, **kwargs)
+    known, _ = quiet.parse_known_args(argv)
+    return set(vars(known))
+
+
+def check_model_flags(opt, given):
+    """--module_name / --sgr_step without --model SGRAF would silently train LHSC: refuse."""
+    stray = [name for name in SGRAF_ONLY if name in given]
+    if stray and opt.model != 'SGRAF':
+        raise LhscInputError(
+            '%s only mean(s) something for SGRAF, but --model is %s: add --model SGRAF, or run '
+            "SGRAF's own commands from lhsc/sgraf/ (python lhsc/sgraf/train.py ...)"
+            % (', '.join('--' + n for n in stray), opt.model))
+
+
+def parse_opt(argv=None, parser=None):
+    parser = build_parser() if parser is None else parser
+    opt = parser.parse_args(argv)
+    check_model_flags(opt, explicit_flags(parser, argv))
     print(opt)
     return opt
 
@@ -103,7 +166,7 @@ def apply_device_flag(spec):
     spec = str(spec)
     if re.fullmatch(r'\d+(,\d+)*', spec):
         os.environ['CUDA_VISIBLE_DEVICES'] = spec
-        import torch
+        import torch  # here: this module stays light so --help is fast
         if not torch.cuda.is_available():
             print('--device %s: no CUDA GPU visible with CUDA_VISIBLE_DEVICES=%s, running on CPU'
                   % (spec, spec), file=sys.stderr)
