@@ -10,6 +10,7 @@ import os
 import torch
 import torch.nn as nn
 
+from common.checkpoint import load_checkpoint
 from common.errors import InputError
 
 LOGGER = logging.getLogger(__name__)
@@ -211,8 +212,6 @@ def default_weights_path(name):
 
 
 def _read_weights(name, path):
-    from common.checkpoint import load_checkpoint
-
     path = path or default_weights_path(name)
     if not os.path.isfile(path):
         hint = (

@@ -5,8 +5,10 @@ server, one warning and training goes on. Every plotted point is also a TensorBo
 scalar named "<group>/<key>" (e.g. train/loss, test/binary_auc).
 """
 import logging
+import socket
 import warnings
 from collections import deque
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -102,9 +104,6 @@ class Tracer(object):
 
 def connect_visdom(server, port, env):
     """A visdom client, or None (with one warning) when no server answers."""
-    import socket
-    from urllib.parse import urlparse
-
     host = urlparse(server).hostname or "localhost"
     try:
         socket.create_connection((host, int(port)), timeout=1.0).close()
@@ -114,7 +113,7 @@ def connect_visdom(server, port, env):
     try:
         if not reachable:
             raise ConnectionError("no server")
-        from visdom import Visdom
+        from visdom import Visdom  # optional and slow to import: only when a server answers
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -83,7 +83,7 @@ def npm_pack(spec, folder):
 
 def fetch_assets(static_dir, with_mathjax=True):
     """Fill static_dir with visdom's bundled files plus the npm assets."""
-    import visdom
+    import visdom  # here, not at the top: --help and --fetch_only stay fast
 
     bundled = os.path.join(os.path.dirname(visdom.__file__), "static")
     os.makedirs(static_dir, exist_ok=True)
@@ -132,7 +132,7 @@ def fetch_assets(static_dir, with_mathjax=True):
 
 def serve(static_dir, server_args):
     """visdom.server.run_server.main() on static_dir, without its CDN download step."""
-    import visdom.server.app as app
+    import visdom.server.app as app  # here, not at the top: --help stays fast
     from visdom.server import run_server
 
     app.tornado_settings["static_path"] = static_dir
