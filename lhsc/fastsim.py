@@ -47,7 +47,7 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens, gemm=None, img_glo=None, cap_glo
         sim_glo = l2norm(sim_glo.view(img_emb.size(0), cap.size(0), -1), dim=-1)            # (Ni, Nc, S)
         sim_loc = _local_alignments(sim_enc, side, cap, word_mask)
         if sim_enc.head == 'SGR':
-            sim_vec = _sgr(sim_enc.SGR_module, sim_glo, sim_loc, word_mask, side['gemm'])
+            sim_vec = _sgr(side['sgr'], sim_glo, sim_loc, word_mask, side['gemm'])
         else:
             sim_vec = _saf(sim_enc.saf, sim_glo, sim_loc, word_mask)
         return sim_enc.sigmoid(sim_enc.sim_eval_w(sim_vec)).squeeze(-1)
@@ -86,7 +86,19 @@ def _image_side(sim_enc, img_emb, gemm, img_glo):
     if gemm.per_image:
         side['regions'] = gemm.pack(img_emb.reshape(-1, img_emb.size(-1)))                   # (Ni*36, E)
         side['regions_t'] = [gemm.pack(regions.t()) for regions in img_emb]                  # Ni x (E, 36)
+    if sim_enc.head == 'SGR':
+        side['sgr'] = [_sgr_step(step, gemm) for step in sim_enc.SGR_module]
     return side
+
+
+def _sgr_step(step, gemm):
+    """One GraphReasoning step's products, packed. Its edge logits (x Wq^T + bq)(x Wk^T + bk)^T
+    differ from (x A + u) x^T, A = Wq^T Wk, u = Wk^T bq, only by terms constant along each row
+    (x Wq^T bk, bq.bk), which the softmax over keys cancels: one S x S product instead of two."""
+    wq, wk = step.graph_query_w.weight.double(), step.graph_key_w.weight.double()
+    a_t = (wk.t() @ wq).to(step.graph_key_w.weight.dtype)                                    # A^T: x A = x @ A^T.T
+    u = (wk.t() @ step.graph_query_w.bias.double()).to(a_t.dtype)
+    return gemm.pack(a_t), u, gemm.pack(step.sim_graph_w.weight), step.sim_graph_w.bias
 
 
 def masked_words(cap_emb, lens):
@@ -211,11 +223,15 @@ def _saf(saf, sim_glo, sim_loc, word_mask):
 
 
 def _sgr(steps, sim_glo, sim_loc, word_mask, gemm):
-    """SGR graph reasoning over nodes (global + words) per pair; padded words masked as keys."""
+    """SGR graph reasoning over nodes (global + words) per pair; padded words masked as keys.
+    steps: `_sgr_step` of each GraphReasoning."""
     nodes = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                                    # (Ni, Nc, L+1, S)
     key_mask = torch.cat([torch.ones_like(word_mask[:, :1]), word_mask], 1).unsqueeze(0).unsqueeze(-2)
-    for step in steps:
-        query, key = _linear(step.graph_query_w, nodes, gemm), _linear(step.graph_key_w, nodes, gemm)
-        edge = torch.matmul(query, key.transpose(-1, -2)).masked_fill(~key_mask, float('-inf'))
-        nodes = step.relu(_linear(step.sim_graph_w, torch.matmul(torch.softmax(edge, dim=-1), nodes), gemm))
+    shape = nodes.shape
+    for a_t, u, graph_w, graph_b in steps:
+        flat = nodes.reshape(-1, shape[-1])
+        query = gemm.linear(flat, a_t, u).view(shape)
+        edge = torch.matmul(query, nodes.transpose(-1, -2)).masked_fill_(~key_mask, float('-inf'))
+        edge = torch.matmul(torch.softmax(edge, dim=-1), nodes).reshape(-1, shape[-1])
+        nodes = torch.relu_(gemm.linear(edge, graph_w, graph_b)).view(shape)
     return nodes[:, :, 0, :]
