@@ -310,7 +310,7 @@ def main(argv=None):
     LOGGER.warning("serving %d outfits (D=%d, %d users) on http://%s:%d/", len(cat), cat.dim,
                    len(cat.user_codes), args.host, args.port)
     waitress.serve(app, host=args.host, port=args.port, threads=args.threads,
-                   max_request_body_size=MAX_BODY * 4, ident="fhn")
+                   max_request_body_size=2 ** 20, ident="fhn")  # bodies over MAX_BODY: Flask's one-line 413
     return 0
 
 

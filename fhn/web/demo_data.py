@@ -169,7 +169,8 @@ def serve_step(out_dir, checkpoint, log_path):
     os.makedirs(serve_dir, exist_ok=True)
     outfits = extract(serve_dir, checkpoint, os.path.join(serve_dir, "outfits.npz"), log_path)
     images = os.path.join(serve_dir, "data", "polyvore", "images", "lmdb")
-    proc, url = start_server(["--outfits", outfits, "--images", images, "--seed", "0"], log_path)
+    proc, url = start_server(["--outfits", outfits, "--images", images, "--seed", "0", "--pool", "20"],
+                             log_path)
     try:
         print("[fhn serve] %s serving %s" % (url, outfits), flush=True)
         before, after, clicks = scripted_session(url, log=lambda s: print(s, flush=True))
