@@ -1,14 +1,17 @@
-"""Benchmark of LHSC's exact similarity pass (the evaluation bottleneck) and of training throughput.
+"""Benchmark of the evaluation's similarity pass (lhsc/fastsim.py) against upstream's per-caption loop.
 
-    python bench/lhsc_eval.py [--n_images 100 --n_captions 500 --threads 1 --head LHSC]
+    python bench/lhsc_eval.py [--n_images 100 --n_captions 500 --threads 1 --head LHSC SAF SGR]
 
-At default sizes (E=1024, S=256, 36 regions) on one random model and one set of random
-embeddings, it times upstream's per-caption loop (the reference, `--reference` in evaluation.py)
-and the vectorised pass at a few memory budgets with each GEMM backend (`--gemm`: oneDNN,
+The baseline is a faithful copy of upstream's loop: `EncoderSimilarity.forward` in lhsc/model.py
+(upstream model.py:279-318, SGRAF's `forward`: its op order, each caption at its own length
+repeated against the images, SCAN_attention's transposed copies) over upstream's shards of 100
+images x 100 captions (`evaluation.py --reference`). Training is timed by bench/lhsc_train.py.
+At default sizes (E=1024, S=256, 36 regions), for each head on one random model and one set of
+random embeddings, it times that loop and the vectorised pass at a few memory budgets with each GEMM backend (`--gemm`: oneDNN,
 torch's MKL), checks the matrices agree, and compares the pass's achieved GFLOP/s with the best
 plain large float32 matmul of either backend timed in the same run (the machine's throughput).
 FLOPs per (image, caption of n words): n * (4*36*E + 2*E*S) + 2*E*S  (~8.6 MFLOP at n = 12).
-The last line reads: speedup <ratio>x max|d| <value> efficiency <percent>%
+The last lines are a table: head, loop seconds, pass seconds, speedup, max|d|.
 """
 import os
 import sys
@@ -54,32 +57,13 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def training_samples_per_s(opt, device, batch_size, steps):
-    """Samples/s of train_emb on random batches (upstream model at the given sizes)."""
-    model = build_model(opt, device=device)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(batch_size, 36, opt.img_dim, generator=g)
-    lengths = sorted(torch.randint(8, 20, (batch_size,), generator=g).tolist(), reverse=True)
-    captions = torch.zeros(batch_size, lengths[0], dtype=torch.int64)
-    for i, n in enumerate(lengths):
-        captions[i, :n] = torch.randint(4, opt.vocab_size, (n,), generator=g)
-    model.train_start()
-    model.train_emb(images, captions, lengths)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_emb(images, captions, lengths)
-    sync(device)
-    return batch_size * steps / (time.perf_counter() - start)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--n_images', default=100, type=int)
     parser.add_argument('--n_captions', default=500, type=int)
     parser.add_argument('--embed_size', default=1024, type=int)
     parser.add_argument('--sim_dim', default=256, type=int)
-    parser.add_argument('--head', default='LHSC', choices=['LHSC', 'SAF', 'SGR'])
+    parser.add_argument('--head', default=['LHSC', 'SAF', 'SGR'], nargs='+', choices=['LHSC', 'SAF', 'SGR'])
     parser.add_argument('--threads', default=1, type=int, help='torch CPU threads')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--max_mem', default=[64, 256], type=float, nargs='+',
@@ -88,18 +72,10 @@ def main(argv=None):
                         help='GEMM backends of the vectorised pass to time (lhsc/gemm.py)')
     parser.add_argument('--repeats', default=3, type=int, help='rounds over all methods (best time of each)')
     parser.add_argument('--skip_reference', action='store_true', help='(GPU, large sizes) no loop')
-    parser.add_argument('--train_batch', default=32, type=int)
-    parser.add_argument('--train_steps', default=2, type=int)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    opt = build_parser().parse_args([])
-    opt.embed_size, opt.sim_dim, opt.vocab_size = args.embed_size, args.sim_dim, 8481
-    opt.model, opt.module_name = ('LHSC', 'SAF') if args.head == 'LHSC' else ('SGRAF', args.head)
-    torch.manual_seed(0)
-    model = build_model(opt, device=device)
-    model.val_start()
     rng = np.random.RandomState(0)
     img = rng.rand(args.n_images, 36, args.embed_size).astype(np.float32)
     img /= np.linalg.norm(img, axis=-1, keepdims=True)
@@ -109,19 +85,34 @@ def main(argv=None):
         w = rng.randn(n, args.embed_size).astype(np.float32)
         cap[j, :n] = w / np.linalg.norm(w, axis=-1, keepdims=True)
     flops = pass_flops(cap_lens, args.n_images, args.embed_size, args.sim_dim)
-
-    print('LHSC similarity pass: %d images x %d captions (mean %.1f words), E=%d S=%d head=%s, '
-          'device=%s threads=%d' % (args.n_images, args.n_captions, np.mean(cap_lens), args.embed_size,
-                                    args.sim_dim, args.head, device, args.threads))
-    print('%.1f GFLOP in total (%.2f MFLOP per pair)' % (flops / 1e9, flops / 1e6 / args.n_images / args.n_captions))
+    print('LHSC similarity pass: %d images x %d captions (mean %.1f words), E=%d S=%d, device=%s threads=%d'
+          % (args.n_images, args.n_captions, np.mean(cap_lens), args.embed_size, args.sim_dim, device, args.threads))
+    print('%.1f GFLOP in total (%.2f MFLOP per pair, local alignments; SGR adds its graph steps)'
+          % (flops / 1e9, flops / 1e6 / args.n_images / args.n_captions))
     backends = {name: gemms.select(name, device) for name in args.gemm}
     peaks = {b.name: matmul_gflops(device, b) for b in set(backends.values())}
+    summary = [bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks) for head in args.head]
+    print()
+    print('%-6s %16s %14s %9s %10s' % ('head', 'upstream loop s', 'port pass s', 'speedup', 'max|d|'))
+    for head, t_ref, t_best, diff in summary:
+        print('%-6s %16.2f %14.2f %8.2fx %10.2e' % (head, t_ref, t_best, t_ref / t_best, diff))
+
+
+def bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks):
+    """Times one head (interleaved rounds), prints its table; returns (head, loop s, best pass s, max|d|)."""
+    opt = build_parser().parse_args([])
+    opt.embed_size, opt.sim_dim, opt.vocab_size = args.embed_size, args.sim_dim, 8481
+    opt.model, opt.module_name = ('LHSC', 'SAF') if head == 'LHSC' else ('SGRAF', head)
+    torch.manual_seed(0)
+    model = build_model(opt, device=device)
+    model.val_start()
     peak = max(peaks.values())
+    print('\n-- head %s' % head)
     rows = [('plain float32 matmul 2048^3, %s' % name, None, gflops, None) for name, gflops in sorted(peaks.items())]
 
     methods = []  # (label, gemm or None for the reference loop, max_mem)
     if not args.skip_reference:
-        methods.append(('per-caption loop (upstream, reference)', None, None))
+        methods.append(("upstream's per-caption loop (faithful copy)", None, None))
     for name in args.gemm:
         for budget in args.max_mem:
             methods.append(('vectorised, %s GEMM, max_mem %g MiB' % (backends[name].name, budget), name, budget))
@@ -154,16 +145,11 @@ def main(argv=None):
             name, '-' if seconds is None else '%.3f' % seconds, gflops, 100 * gflops / peak,
             '-' if diff is None else '%.2e' % diff))
 
-    train_opt = build_parser().parse_args([])
-    train_opt.vocab_size = 8481
-    train_opt.model, train_opt.module_name = opt.model, opt.module_name
-    sps = training_samples_per_s(train_opt, device, args.train_batch, args.train_steps)
-    print('training (default sizes, batch %d, %s): %.2f samples/s' % (args.train_batch, device, sps))
-
     t_best, diff = best
     speedup = t_ref / t_best if reference is not None else float('nan')
     efficiency = 100 * flops / t_best / 1e9 / peak
-    print('speedup %.2fx max|d| %.2e efficiency %.1f%%' % (speedup, diff, efficiency))
+    print('%s: speedup %.2fx max|d| %.2e efficiency %.1f%%' % (head, speedup, diff, efficiency))
+    return head, t_ref if t_ref is not None else float('nan'), t_best, diff
 
 
 if __name__ == "__main__":
