@@ -65,7 +65,7 @@ def test_cached_equals_per_outfit_variable_length(var_root, make_data_cfg):
     assert sum(len(x) for x in cached[0][0]) == 9
 
 
-def test_fitb_and_accuracy_cached_equal_per_outfit(demo_root, make_data_cfg, monkeypatch):
+def test_fitb_cached_equals_per_outfit(demo_root, make_data_cfg, monkeypatch):
     from fhn import evaluation as E
 
     net = _net(4, False, True, seed=2)
@@ -74,8 +74,13 @@ def test_fitb_and_accuracy_cached_equal_per_outfit(demo_root, make_data_cfg, mon
         data_root=make_data_cfg(demo_root)["data_root"], num_workers=0, use_semantic=True,
         use_visual=False), net_param=dict(num_users=4))
     assert E.fitb(fitb_cfg, "cpu") == E.fitb(fitb_cfg, "cpu", per_outfit=True)
+
+
+def test_accuracy_cached_equals_per_outfit(demo_root, make_data_cfg, monkeypatch):
+    from fhn import evaluation as E
     from fhn.model import FashionNet
 
+    net = _net(4, False, True, seed=2)
     pair_net = FashionNet(net.param, pretrained=False)
     pair_net.load_state_dict(net.state_dict())
     monkeypatch.setattr(E, "get_net", lambda config, device="cpu", data_param=None: pair_net.eval())

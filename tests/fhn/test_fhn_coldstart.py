@@ -33,16 +33,23 @@ def _cfg(root, tmp_path, data_file):
     )
 
 
-def test_coldstart_codes_follow_the_formula(cs_root, tmp_path):
-
+@pytest.fixture(scope="module")
+def cold(cs_root, tmp_path_factory):
+    """A ColdStart net built once: its config, the cache it wrote, the big-set codes."""
+    tmp_path = tmp_path_factory.mktemp("fhn_cs_net")
     big_codes = np.sign(np.random.RandomState(0).randn(2, 8)).astype(np.float32)
     with open(tmp_path / "big.npz", "wb") as f:
-        pickle.dump(dict(user_codes=big_codes), f)
+        pickle.dump(dict(user_codes=big_codes), f)  # upstream's extract-features format
     cfg = _cfg(cs_root, tmp_path, str(tmp_path / "CS.npz"))
     torch.manual_seed(0)
     np.random.seed(0)  # the online negatives are drawn with numpy's global generator
     net = get_net(cfg, "cpu").eval()
     data = load_cache(str(tmp_path / "CS.npz") + "_new")  # a plain .npz, no pickle
+    return dict(cfg=cfg, net=net, data=data, big_codes=big_codes, tmp=tmp_path, root=cs_root)
+
+
+def test_coldstart_codes_follow_the_formula(cold):
+    net, data, big_codes = cold["net"], cold["data"], cold["big_codes"]
     assert set(data) >= {"big_outfits_posi_feat", "big_outfits_nega_feat", "small_outfits_posi_feat",
                          "small_outfits_nega_feat", "big_user_codes", "outfits_raw"}
     lam_i = net.core[1].weight.detach().numpy()
@@ -68,13 +75,20 @@ def test_coldstart_codes_follow_the_formula(cs_root, tmp_path):
     decided = np.abs(pre_sign) > 1e-6
     assert decided.mean() > 0.5
     np.testing.assert_array_equal(net.user_codes.numpy()[decided], np.sign(pre_sign)[decided])
-    # scoring uses these codes, cached == per-outfit
-    cached, _ = rank_scores(cfg, net, "cpu")
-    ref, _ = rank_scores(cfg, net, "cpu", per_outfit=True)
+
+
+def test_coldstart_cached_scores_equal_per_outfit(cold):
+    cached, _ = rank_scores(cold["cfg"], cold["net"], "cpu")
+    ref, _ = rank_scores(cold["cfg"], cold["net"], "cpu", per_outfit=True)
     assert cached[0][1] == ref[0][1] and cached[1][1] == ref[1][1]
-    # a second net reads the cached codes instead of recomputing
-    cfg2 = _cfg(cs_root, tmp_path, str(tmp_path / "CS.npz") + "_new")
-    os.remove(tmp_path / "big.npz")  # not needed any more: the cache holds big_user_codes
-    torch.manual_seed(1)
-    net2 = get_net(cfg2, "cpu")
-    np.testing.assert_array_equal(net2.cold_start_codes(data).numpy(), net.user_codes.numpy())
+
+
+def test_coldstart_second_net_reads_the_cache(cold):
+    cfg2 = _cfg(cold["root"], cold["tmp"], str(cold["tmp"] / "CS.npz") + "_new")
+    os.rename(cold["tmp"] / "big.npz", cold["tmp"] / "big_moved.npz")  # not needed: the cache holds the big codes
+    try:
+        torch.manual_seed(1)
+        net2 = get_net(cfg2, "cpu")
+    finally:
+        os.rename(cold["tmp"] / "big_moved.npz", cold["tmp"] / "big.npz")
+    np.testing.assert_array_equal(net2.cold_start_codes(cold["data"]).numpy(), cold["net"].user_codes.numpy())
