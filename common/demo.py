@@ -25,9 +25,12 @@ class Step(NamedTuple):
 
 
 def shown_command(cmd):
-    """`python hsl/main.py ...` for [sys.executable, /repo/hsl/main.py, ...]: paths in the repo become relative."""
-    words = ['python' if i == 0 and word == sys.executable else word for i, word in enumerate(cmd)]
-    words = [os.path.relpath(w, REPO) if os.path.isabs(w) and w.startswith(REPO + os.sep) else w for w in words]
+    """`python hsl/main.py ...` for [sys.executable, /repo/hsl/main.py, ...] (the script relative to the repo)."""
+    words = list(cmd)
+    if words and words[0] == sys.executable:
+        words[0] = 'python'
+        if len(words) > 1 and os.path.isabs(words[1]) and words[1].startswith(REPO + os.sep):
+            words[1] = os.path.relpath(words[1], REPO)
     return ' '.join(shlex.quote(w) for w in words)
 
 
