@@ -9,7 +9,7 @@ from common.checkpoint import load_pickle
 from common.errors import InputError
 from common.runtime import distributed_sampler, make_generator, seed_worker
 from common.text import tokenize
-from common.vocab import Vocabulary
+from common.vocab import Vocabulary, caption_to_ids, pad_captions
 from hsl.records import VOCAB_FILE, Product, Query
 
 # SCAN's vocab.Vocabulary pickled by the authors (and '__main__' when pickled from a script)
@@ -43,10 +43,7 @@ def split_file(opt, split, name):
 
 def query_to_ids(vocab, query):
     """[<start>] + word ids + [<end>] (HSL/data.py:60); nltk tokens of the lower-cased text."""
-    ids = [vocab('<start>')]
-    ids.extend(vocab(token) for token in tokenize(query))
-    ids.append(vocab('<end>'))
-    return torch.Tensor(ids)
+    return torch.Tensor(caption_to_ids(vocab, query, tokenize))
 
 
 def load_products_files(folder, split):
@@ -121,10 +118,7 @@ class EvalDataset(data.Dataset):
 
 
 def pad_queries(queries):
-    lengths = [len(query) for query in queries]
-    targets = torch.zeros(len(queries), max(lengths)).long()
-    for i, query in enumerate(queries):
-        targets[i, :lengths[i]] = query[:lengths[i]]
+    targets, lengths = pad_captions(queries)
     return targets, torch.tensor(lengths, dtype=torch.long)
 
 

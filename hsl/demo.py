@@ -13,10 +13,9 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 import json
-import shlex
-import subprocess
 import time
 
+from common.demo import run_step
 from common.errors import cli_main
 from common.safeio import write_json_atomic
 
@@ -29,18 +28,9 @@ RUN_FLAGS = ['--num_workers', '0', '--device', 'cpu', '--seed', '0']
 
 
 def run(args, cwd, env):
-    command = [sys.executable] + args
-    print('$ (cd %s && %s)' % (cwd, ' '.join(shlex.quote(a) for a in command)), flush=True)
-    start = time.time()
-    proc = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-    for line in proc.stdout.splitlines():
-        if 'B/s' not in line:  # drop tqdm redraws
-            print('    ' + line, flush=True)
-    if proc.returncode != 0:
-        raise SystemExit('demo failed: %s exited with %d' % (args[0], proc.returncode))
-    script = os.path.relpath(args[0], os.path.dirname(HERE))  # shown as hsl/<script>.py
-    return time.time() - start, ' '.join(['python', script] + args[1:])
+    """Run an HSL script by path from `cwd`; returns (wall seconds, `python hsl/<script>.py ...`)."""
+    step = run_step([sys.executable] + args, cwd, env=env)
+    return step.wall_s, step.command
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from common import logger as tb_logger
-from common.checkpoint import atomic_open, load_checkpoint
+from common.checkpoint import atomic_open, copy_to_best, load_checkpoint
 from common.errors import InputError
 from common.progress import progress
 from common.results import write_results
@@ -276,8 +276,7 @@ def save_hsl_checkpoint(state, is_best, filename='checkpoint.pth.tar', path=''):
         torch.save(state, f)
         _test_pause(target)
     if is_best:
-        with open(target, 'rb') as src, atomic_open(os.path.join(path, 'model_best.pth.tar'), 'wb') as dst:
-            dst.write(src.read())
+        copy_to_best(target, os.path.join(path, 'model_best.pth.tar'))
 
 
 def _test_pause(target):

@@ -103,8 +103,3 @@ def save_atomic(state, path):
         torch.save(state, f)
         f.flush()
         _pause_for_tests()
-
-
-def copy_atomic(src, dst):
-    with open(src, 'rb') as fin, atomic_open(dst, 'wb') as fout:
-        fout.write(fin.read())

@@ -16,7 +16,7 @@ import torch.utils.data as data
 from common.errors import InputError
 from common.safeio import load_npy
 from common.text import tokenize
-from common.vocab import deserialize_vocab
+from common.vocab import caption_to_ids, deserialize_vocab, pad_captions, sort_by_caption_length
 
 N_REGIONS = 9  # 3x3 blocks of the local (fine-grained) features
 FINITE_CHECK_ROWS = 256  # rows per chunk when scanning a memory-mapped feature file for NaN/inf
@@ -128,8 +128,7 @@ class PrecompDataset(data.Dataset):
                   % (data_split, self.images.shape[0], self.bovws.shape[0], self.length))
 
     def encode_caption(self, caption):
-        tokens = tokenize(str(caption))
-        return [self.vocab('<start>')] + [self.vocab(t) for t in tokens] + [self.vocab('<end>')]
+        return caption_to_ids(self.vocab, str(caption), tokenize)
 
     def __getitem__(self, index):
         image = torch.from_numpy(np.array(self.images[index], dtype=np.float32))
@@ -149,16 +148,12 @@ def collate_fn(batch):
     `ids` is a list (upstream: a tuple that only worked after pin_memory turned it into a list) and
     `lab` a float32 (B,) tensor (upstream: a tuple of (1,) tensors that the loss concatenated).
     """
-    batch = sorted(batch, key=lambda x: len(x[1]), reverse=True)
-    images, captions, ids, lab, bovws = zip(*batch)
+    images, captions, ids, lab, bovws = zip(*sort_by_caption_length(batch))
     images = torch.stack(images, 0)
     bovws = torch.stack(bovws, 0)
-    lengths = torch.tensor([len(cap) for cap in captions], dtype=torch.long)
-    targets = torch.zeros(len(captions), int(lengths.max())).long()
-    masks = torch.zeros(len(captions), int(lengths.max())).long()
-    for i, cap in enumerate(captions):
-        targets[i, :len(cap)] = cap
-        masks[i, :len(cap)] = 1
+    targets, lengths = pad_captions(captions)
+    lengths = torch.tensor(lengths, dtype=torch.long)
+    masks = (torch.arange(targets.shape[1]) < lengths[:, None]).long()
     return images, targets, lengths, masks, list(ids), torch.tensor(lab, dtype=torch.float32), bovws
 
 

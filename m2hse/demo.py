@@ -11,10 +11,9 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 import argparse
 import importlib.util
 import json
-import shlex
-import subprocess
 import time
 
+from common.demo import run_step
 from common.errors import cli_main
 from common.safeio import check_writable_dir, write_json_atomic
 
@@ -38,21 +37,13 @@ def readme_train_command(level):
 
 
 def run(args, cwd, log):
-    """Run one of our entry scripts by path; stream its output into the log; fail loudly."""
-    cmd = [sys.executable, os.path.join(HERE, args[0])] + args[1:]
-    shown = 'python ' + ' '.join(shlex.quote(a) for a in [os.path.join('m2hse', args[0])] + args[1:])
-    print('$ ' + shown, flush=True)
+    """Run one of our entry scripts by path (output into the log); show its last mAP/loss lines."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')  # tiny models: 1 thread is fastest
-    start = time.time()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write('$ %s\n%s\n' % (shown, proc.stdout))
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:])
-        raise SystemExit('demo step failed (exit %d): %s' % (proc.returncode, shown))
-    lines = [ln for ln in proc.stdout.splitlines() if 'mAP' in ln or 'loss:' in ln]
+    step = run_step([sys.executable, os.path.join(HERE, args[0])] + args[1:], cwd, log=log, env=env)
+    lines = [ln for ln in step.output.splitlines() if 'mAP' in ln or 'loss:' in ln]
     for line in lines[-4:]:
         print('    ' + line)
-    return shown, time.time() - start
+    return step.command, step.wall_s
 
 
 def main(argv=None):
@@ -63,31 +54,32 @@ def main(argv=None):
     check_writable_dir(out, '--out_dir')
     rows = []
     t0 = time.time()
-    with open(os.path.join(out, 'demo.log'), 'w') as log:
-        run(['make_demo_data.py', '--out_dir', out, '--cnn_dim', '256', '--bovw_dim', '100',
-             '--n_train', '800', '--n_dev', '200'], out, log)
-        for level in ('global', 'local'):
-            train_cmd, train_s = run(readme_train_command(level), out, log)
-            grain, name = ('coarse', 'Global') if level == 'global' else ('fine', 'Local')
-            test_cmd, test_s = run(['test_%s.py' % level, '--data_path', './data/%s-grained-data' % grain,
-                                    '--model_path', './checkpoint/M2HSE/%s/Corel5K/model_best.pth.tar' % name,
-                                    '--split', 'test', '--device', 'cpu', '--out_json', '%s.json' % level,
-                                    '--out_scores', '%s_scores.npy' % level], out, log)
-            metrics = json.load(open(os.path.join(out, '%s.json' % level)))
-            rows.append({'paper': 'm2hse', 'command': train_cmd + ' && ' + test_cmd,
-                         'metric': '%s mAP_sum (test)' % level, 'value': metrics['mAP_sum'],
-                         'wall_s': train_s + test_s})
-        labels = './data/coarse-grained-data/corel5k_precomp/test_labels.npy'
-        fuse_cmd, fuse_s = run(['fuse.py', '--global_scores', 'global_scores.npy', '--local_scores',
-                                'local_scores.npy', '--labels', labels, '--weight', '.5',
-                                '--out_json', 'fused.json'], out, log)
-        if importlib.util.find_spec('common.gallery') is not None:
-            run(['predict.py', '--checkpoint', './checkpoint/M2HSE/Local/Corel5K/model_best.pth.tar',
-                 '--data_path', './data/fine-grained-data', '--query', GALLERY_QUERY, '--image_index', '0',
-                 '--top_k', '5', '--gallery', 'gallery', '--device', 'cpu'], out, log)
-            rows[1]['links'] = {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
-        else:
-            print('common.gallery is not available: no retrieval gallery drawn')
+    log = os.path.join(out, 'demo.log')
+    open(log, 'w').close()  # each step appends to it
+    run(['make_demo_data.py', '--out_dir', out, '--cnn_dim', '256', '--bovw_dim', '100',
+         '--n_train', '800', '--n_dev', '200'], out, log)
+    for level in ('global', 'local'):
+        train_cmd, train_s = run(readme_train_command(level), out, log)
+        grain, name = ('coarse', 'Global') if level == 'global' else ('fine', 'Local')
+        test_cmd, test_s = run(['test_%s.py' % level, '--data_path', './data/%s-grained-data' % grain,
+                                '--model_path', './checkpoint/M2HSE/%s/Corel5K/model_best.pth.tar' % name,
+                                '--split', 'test', '--device', 'cpu', '--out_json', '%s.json' % level,
+                                '--out_scores', '%s_scores.npy' % level], out, log)
+        metrics = json.load(open(os.path.join(out, '%s.json' % level)))
+        rows.append({'paper': 'm2hse', 'command': train_cmd + ' && ' + test_cmd,
+                     'metric': '%s mAP_sum (test)' % level, 'value': metrics['mAP_sum'],
+                     'wall_s': train_s + test_s})
+    labels = './data/coarse-grained-data/corel5k_precomp/test_labels.npy'
+    fuse_cmd, fuse_s = run(['fuse.py', '--global_scores', 'global_scores.npy', '--local_scores',
+                            'local_scores.npy', '--labels', labels, '--weight', '.5',
+                            '--out_json', 'fused.json'], out, log)
+    if importlib.util.find_spec('common.gallery') is not None:
+        run(['predict.py', '--checkpoint', './checkpoint/M2HSE/Local/Corel5K/model_best.pth.tar',
+             '--data_path', './data/fine-grained-data', '--query', GALLERY_QUERY, '--image_index', '0',
+             '--top_k', '5', '--gallery', 'gallery', '--device', 'cpu'], out, log)
+        rows[1]['links'] = {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
+    else:
+        print('common.gallery is not available: no retrieval gallery drawn')
     fused = json.load(open(os.path.join(out, 'fused.json')))
     rows.append({'paper': 'm2hse', 'command': fuse_cmd, 'metric': 'fused mAP_sum (test)',
                  'value': fused['mAP_sum'], 'wall_s': fuse_s})

@@ -11,6 +11,7 @@ from common.errors import InputError
 from common.safeio import (BadImageError, check_writable, check_writable_dir, cleanup_stale_tmp, read_text_lines,
                            save_npz_atomic, verify_image)
 from common.text import tokenize
+from common.vocab import caption_to_ids
 from m2hse import data_provider as data
 from m2hse.checkpoints import check_vocabulary, detect_level, load_model_checkpoint, load_weights
 from m2hse.evaluation import compute_sims, encode_global_data, encode_local_data
@@ -37,7 +38,7 @@ class Hit(NamedTuple):
 
 def encode_query(model, vocab, text):
     tokens = tokenize(text)
-    ids = [vocab('<start>')] + [vocab(t) for t in tokens] + [vocab('<end>')]
+    ids = caption_to_ids(vocab, text, tokenize)
     unknown = [t for t in tokens if vocab(t) == vocab('<unk>')]
     if unknown:
         print('note: not in the vocabulary (mapped to <unk>): %s' % ' '.join(unknown))

@@ -6,7 +6,7 @@ import sys
 from common.errors import InputError
 from common.logs import print_config, setup_logging
 from common.results import save_scores, write_results
-from common.runtime import resolve_device
+from common.runtime import export_gpu_id, resolve_device
 from common.safeio import check_writable, cleanup_stale_tmp
 from m2hse import data_provider as data
 from m2hse import opts
@@ -67,7 +67,7 @@ def main(level, argv=None, args=None):
     print("use GPU:", args.gpuid)
     argv_list = sys.argv[1:] if argv is None else argv
     if any(a == '--gpuid' or a.startswith('--gpuid=') for a in argv_list):
-        os.environ['CUDA_VISIBLE_DEVICES'] = str(args.gpuid)
+        export_gpu_id(args.gpuid)
     check_outputs(args)
     device = resolve_device(args.device)
     model, opt, vocab = load_model(level, args, device)

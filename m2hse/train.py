@@ -14,12 +14,14 @@ from common import logger as tb_logger
 from common.errors import InputError
 from common.logs import print_config, setup_logging
 from common.progress import progress
-from common.runtime import (autocast, barrier, cleanup_distributed, distributed_sampler, init_distributed,
-                            make_grad_scaler, seed_everything, wrap_ddp)
+from common.checkpoint import copy_to_best
+from common.runtime import (autocast, barrier, cleanup_distributed, distributed_sampler, export_gpu_id,
+                            init_distributed, make_grad_scaler, rng_state, seed_everything, set_rng_state,
+                            wrap_ddp)
 from common.safeio import NonFiniteError, all_finite, check_finite, check_writable, cleanup_stale_tmp
 from m2hse import data_provider as data
 from m2hse import opts
-from m2hse.checkpoints import (check_vocabulary, copy_atomic, load_model_checkpoint, load_weights,
+from m2hse.checkpoints import (check_vocabulary, load_model_checkpoint, load_weights,
                                prefixed_state_dict, save_atomic, vocab_fingerprint)
 from m2hse.evaluation import evaluate, log_performance, logging_func
 from m2hse.model import MultiSpringBalanceLoss, build_model
@@ -42,7 +44,7 @@ def apply_gpuid(opt, argv, distributed):
     if device_count not in (1, 2):  # upstream asserted this
         raise InputError('--gpuid %s: give one or two GPU ids, e.g. 0 or 0,1' % opt.gpuid)
     print("use GPU:", opt.gpuid, "GPUs_count", device_count, flush=True)
-    os.environ['CUDA_VISIBLE_DEVICES'] = str(opt.gpuid)
+    export_gpu_id(opt.gpuid)
 
 
 def adjust_learning_rate(opt, optimizer, epoch):
@@ -51,21 +53,6 @@ def adjust_learning_rate(opt, optimizer, epoch):
     log("learning rate %f in epoch %d" % (lr, epoch))
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr
-
-
-def rng_state():
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state):
-    random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
 
 
 def save_epoch_checkpoint(state, is_best, prefix, tries=15):
@@ -86,7 +73,7 @@ def save_epoch_checkpoint(state, is_best, prefix, tries=15):
         message = "\n--------save best model at epoch %d---------\n" % (state["epoch"] - 1)
         log(message)
         logging_func(os.path.join(prefix, "performance.log"), message)  # quirk: model_name dir
-        copy_atomic(path, os.path.join(prefix, 'model_best.pth.tar'))
+        copy_to_best(path, os.path.join(prefix, 'model_best.pth.tar'))
 
 
 def load_vocab(opt):
@@ -194,7 +181,7 @@ def restore(resume, path, core, optimizer, scaler):
     if resume.get('scaler'):
         scaler.load_state_dict(resume['scaler'])
     if 'rng' in resume:
-        restore_rng_state(resume['rng'])
+        set_rng_state(resume['rng'])
     start_epoch, best_mAP_sum = int(resume['epoch']), float(resume['best_mAP_sum'])
     log("=> resumed from %s (epoch %d, best_mAP_sum %.4f)" % (path, start_epoch, best_mAP_sum))
     return start_epoch, best_mAP_sum
