@@ -91,14 +91,15 @@ def test_caption_chunks_respect_budget_and_cover_everything():
     assert [len(c) for c in caption_chunks(lens, 5, 1e-12, per_word)] == [1] * 7
 
 
+@pytest.mark.parametrize('lens', [[6, 6, 4, 3, 2], [3, 6, 2, 6, 3]])   # a training batch (sorted); any order
 @pytest.mark.parametrize('model,head', HEADS)
-def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head):
+def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head, lens):
+    """lhsc/fasttrain.py: scores, running stats (caption order) and gradients of upstream's loop."""
     wrapper = random_model(make_opt, model, head)
     for m in wrapper.sim_enc.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     wrapper.train_start()
-    lens = [6, 6, 4, 3, 2]
     img, cap = random_embeddings(5, lens, seed=5)
     loop_enc, fast_enc = copy.deepcopy(wrapper.sim_enc), copy.deepcopy(wrapper.sim_enc)
     ref = loop_enc.forward_loop(img, cap, lens)
