@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""End-to-end demo: tiny data -> train FHN-T3 (visual only) on CPU -> evaluate-accuracy, evaluate-rank, fitb.
+"""End-to-end demo: tiny data -> train FHN-T3 (visual only) on CPU -> evaluate-accuracy, evaluate-rank, fitb,
+recommend (outfit grid PNG).
 
 `python fhn/demo.py --out_dir DIR` runs the real entry scripts as subprocesses and
 writes DIR/summary.json (rows: paper, command, metric, value, baseline, wall_s).
@@ -17,6 +18,9 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import yaml  # noqa: E402
+
+from common.errors import cli_main  # noqa: E402
+from common.safeio import write_json_atomic  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "scripts", "run.py")
@@ -77,6 +81,24 @@ def run(cmd, cwd, log):
     return time.time() - t0
 
 
+def recommend_grid(py, out, log, user=0, topk=5):
+    """recommend --grid: user 0's top outfits as a picture; the summary row links it."""
+    rel = os.path.join("cfg", "evaluate-rank", "FHN_T3_demo.yaml")
+    grid = os.path.join("results", "recommend_user%d.png" % user)
+    cmd = [py, RUN, "recommend", "--cfg", rel, "--user", str(user), "--topk", str(topk),
+           "--grid", grid, "--out_json", os.path.join("results", "recommend.json")]
+    print("[fhn demo] recommend (outfit grid)", flush=True)
+    wall = run(cmd, out, log)
+    with open(os.path.join(out, "results", "recommend.json")) as f:
+        top = json.load(f)["topk"]
+    hits = sum(r["label"] for r in top)
+    print("[fhn demo]   user %d: %d of the top %d are the user's positives; grid %s"
+          % (user, hits, topk, os.path.join(out, grid)), flush=True)
+    return dict(paper="fhn", command="python fhn/scripts/run.py recommend --cfg %s --user %d --topk %d --grid %s"
+                % (rel, user, topk, grid), metric="recommend_top%d_positives" % topk, value=hits,
+                baseline=None, wall_s=wall, links={"gallery_png": grid})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", required=True)
@@ -119,8 +141,8 @@ def main(argv=None):
                              baseline=base, wall_s=wall))
             print("[fhn demo]   %s %s = %.4f (random: %s)" % (MODEL, name, res[name], base),
                   flush=True)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    rows.append(recommend_grid(py, out, log))
+    write_json_atomic(os.path.join(out, "summary.json"), rows)
     auc = [r["value"] for r in rows if r["metric"] == "mean_auc"][0]
     print("[fhn demo] done in %.1f s; %s mean AUC %.3f; summary: %s"
           % (time.time() - t0, MODEL, auc, os.path.join(out, "summary.json")), flush=True)
@@ -131,4 +153,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)
