@@ -156,6 +156,9 @@ def main(argv=None):
         raise InputError(str(err))
     if config.net_param is None or not config.load_trained:
         raise InputError("%s: needs net_param and load_trained (the trained net)" % args.cfg)
+    if config.net_param.hash_types != 3:
+        raise InputError("%s: net_param.hash_types must be 3: the recommender needs both lambda_u "
+                         "and lambda_i (got %s)" % (args.cfg, config.net_param.hash_types))
     cleanup_stale_tmp(args.out)
     check_writable(args.out)
     config_log(stream_level=config.log_level, log_file=config.log_file)
