@@ -21,6 +21,7 @@ import yaml  # noqa: E402
 
 from common.errors import cli_main  # noqa: E402
 from common.safeio import write_json_atomic  # noqa: E402
+from fhn.web.demo_data import serve_step  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "scripts", "run.py")
@@ -142,6 +143,8 @@ def main(argv=None):
             print("[fhn demo]   %s %s = %.4f (random: %s)" % (MODEL, name, res[name], base),
                   flush=True)
     rows.append(recommend_grid(py, out, log))
+    rows.append(serve_step(out, os.path.join(out, "checkpoints", "fashion_hash_net_t3_demo_best.net"),
+                           log))  # the web recommender on this net: a scripted session
     write_json_atomic(os.path.join(out, "summary.json"), rows)
     auc = [r["value"] for r in rows if r["metric"] == "mean_auc"][0]
     print("[fhn demo] done in %.1f s; %s mean AUC %.3f; summary: %s"

@@ -140,7 +140,7 @@ def style_share(outfits, styles, style):
     return sum(styles.get(n) == style for n in items) / max(1, len(items))
 
 
-def scripted_session(url, like=0, dislike=1, rounds=3, log=print):
+def scripted_session(url, like=1, dislike=2, rounds=3, log=print):
     """Like the shown outfits of style `like`, dislike those of `dislike`; shares before / after."""
     styles = item_styles()
     client = Client(url)
