@@ -16,6 +16,7 @@ import torch
 
 from common.checkpoint import load_pickle
 from common.errors import InputError
+from common.progress import progress
 from common.safeio import load_npz, save_npz_atomic
 from fhn.data import get_dataloader
 from fhn.model import FashionNetDeploy, to_device
@@ -95,7 +96,8 @@ class ColdStart(FashionNetDeploy):
         sums = [torch.zeros(self.param.dim) for _ in range(num_users)]
         counts = [0] * num_users
         raw = []
-        for items, uidx in loader:
+        desc = "cold-start codes (%s, %s)" % (loader.dataset.param.data_set, loader.dataset.param.data_mode)
+        for items, uidx in progress(loader, desc=desc, total=loader.num_batch):
             items = to_device(items, device)
             with torch.no_grad():
                 feat_v, feat_t = self.compute_codes(items)
