@@ -68,8 +68,10 @@ def rng_state():
 
 
 def _numpy_state(value, state):
-    if isinstance(value, tuple):  # np.random.get_state() itself (older m2hse checkpoints)
-        return value
+    if isinstance(value, (tuple, list)):  # get_state() itself (older m2hse), keys as a tensor (older avas)
+        name, keys, pos, has_gauss, cached = value
+        keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)
+        return (name, keys.astype(np.uint32), int(pos), int(has_gauss), float(cached))
     if isinstance(value, dict):
         keys, pos, has_gauss, cached = value['keys'], value['pos'], value['has_gauss'], value['cached_gaussian']
     else:  # older fhn checkpoints: keys tensor beside numpy_pos / numpy_gauss

@@ -153,6 +153,14 @@ def test_set_rng_state_reads_older_checkpoint_layouts():
     set_rng_state(m2hse_old)
     assert _draws() == expected
 
+    random.seed(10), np.random.seed(10), torch.manual_seed(10)
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    avas_old = {'python': random.getstate(), 'torch': torch.get_rng_state(),
+                'numpy': (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
+    expected = _draws()
+    set_rng_state(avas_old)
+    assert _draws() == expected
+
     np.random.seed(11), torch.manual_seed(12)
     st = np.random.get_state()
     fhn_old = {'torch': torch.get_rng_state(), 'numpy': torch.from_numpy(st[1].astype(np.int64)),
