@@ -13,6 +13,7 @@ from common.errors import InputError
 from common.runtime import distributed_sampler, make_generator
 from common.safeio import load_npy
 from common.text import tokenize
+from common.vocab import caption_to_ids, pad_captions, sort_by_caption_length
 
 N_REGIONS = 36
 DEV_CAPTIONS = 5000  # upstream data.py:38-39 validates on the first 5000 dev captions only
@@ -91,9 +92,7 @@ class PrecompDataset(data.Dataset):
     def __getitem__(self, index):
         img_id = index // self.im_div  # upstream data.py:43 py2 `/`
         image = torch.from_numpy(np.array(self.images[img_id], dtype=np.float32))
-        tokens = tokenize(self.captions[index])
-        vocab = self.vocab
-        caption = [vocab('<start>')] + [vocab(token) for token in tokens] + [vocab('<end>')]
+        caption = caption_to_ids(self.vocab, self.captions[index], tokenize)
         return image, torch.Tensor(caption), index, img_id
 
     def __len__(self):
@@ -102,13 +101,9 @@ class PrecompDataset(data.Dataset):
 
 def collate_fn(batch):
     """Sort by caption length (descending, stable), stack images, pad ids with 0 (<pad>)."""
-    batch = sorted(batch, key=lambda x: len(x[1]), reverse=True)
-    images, captions, ids, img_ids = zip(*batch)
+    images, captions, ids, img_ids = zip(*sort_by_caption_length(batch))
     images = torch.stack(images, 0)
-    lengths = [len(cap) for cap in captions]
-    targets = torch.zeros(len(captions), max(lengths)).long()
-    for i, cap in enumerate(captions):
-        targets[i, :lengths[i]] = cap[:lengths[i]]
+    targets, lengths = pad_captions(captions)
     # upstream returns the tuple `ids`; indexing numpy with it fails off torch 0.4 (quirk 7)
     return images, targets, lengths, list(ids)
 

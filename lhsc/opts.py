@@ -1,7 +1,6 @@
 """Argument parser: every upstream LHSC flag with its original spelling and default, plus SGRAF's
 --module_name/--sgr_step (used with --model SGRAF) and the port's runtime flags."""
 import argparse
-import os
 import re
 import sys
 
@@ -165,8 +164,9 @@ def apply_device_flag(spec):
     'cuda' is used); auto/cpu/cuda/cuda:N are passed on unchanged. Returns the device spec."""
     spec = str(spec)
     if re.fullmatch(r'\d+(,\d+)*', spec):
-        os.environ['CUDA_VISIBLE_DEVICES'] = spec
-        import torch  # here: this module stays light so --help is fast
+        from common.runtime import export_gpu_id  # here: it imports torch; this module stays light for --help
+        import torch
+        export_gpu_id(spec, flag='--device')
         if not torch.cuda.is_available():
             print('--device %s: no CUDA GPU visible with CUDA_VISIBLE_DEVICES=%s, running on CPU'
                   % (spec, spec), file=sys.stderr)

@@ -12,11 +12,11 @@ import torch.distributed as dist
 
 from common import logger as tb_logger
 from common.atomic import atomic_open
-from common.checkpoint import CheckpointError, load_checkpoint
+from common.checkpoint import CheckpointError, copy_to_best, load_checkpoint
 from common.logger import AverageMeter, LogCollector
 from common.logs import print_config, setup_logging
 from common.progress import progress
-from common.runtime import barrier, cleanup_distributed, init_distributed, seed_everything
+from common.runtime import barrier, cleanup_distributed, init_distributed, rng_state, seed_everything, set_rng_state
 from common.safeio import all_finite, check_finite, check_writable_dir, cleanup_stale_tmp, fingerprint
 from common.vocab import deserialize_vocab
 from lhsc import data
@@ -82,7 +82,7 @@ def run(opt, progress_bars=True):
                 'opt': opt,
                 'Eiters': model.Eiters,
                 'optimizer': model.optimizer.state_dict(),  # port additions, for --resume
-                'rng_state': torch.get_rng_state(),
+                'rng_state': rng_state(),
                 'vocab_fingerprint': vocab_fingerprint(vocab),
             }, is_best, filename='checkpoint_{}.pth.tar'.format(epoch), prefix=opt.model_name + '/')
         barrier()
@@ -186,8 +186,7 @@ def save_checkpoint(state, is_best, filename='checkpoint.pth.tar', prefix=''):
             time.sleep(60)
         f.write(payload[len(payload) // 2:])
     if is_best:
-        with atomic_open(prefix + 'model_best.pth.tar', 'wb') as dst:
-            dst.write(payload)
+        copy_to_best(path, prefix + 'model_best.pth.tar')
 
 
 def adjust_learning_rate(opt, optimizer, epoch):
@@ -248,7 +247,7 @@ def resume(opt, model, vocab):
         print('%s has no optimizer state (an upstream checkpoint): Adam restarts from zero moments' % path)
     model.Eiters = checkpoint.get('Eiters', 0)
     if 'rng_state' in checkpoint:
-        torch.set_rng_state(checkpoint['rng_state'])
+        set_rng_state(checkpoint['rng_state'])  # older checkpoints: torch's state alone
     print("=> resumed from '{}' (epoch {}, best_rsum {})".format(path, checkpoint['epoch'],
                                                                  checkpoint.get('best_rsum', 0)))
     return checkpoint['epoch'], checkpoint.get('best_rsum', 0)
