@@ -46,8 +46,11 @@ def build_parser():
     parser.add_argument("--per_outfit", action="store_true",
                         help="evaluate with upstream's per-outfit CNN passes instead of cached item codes")
     parser.add_argument("--no_visdom", action="store_true", help="train without visdom plots")
-    parser.add_argument("--user", type=int, default=0, help="recommend: user id")
-    parser.add_argument("--topk", type=int, default=10, help="recommend: number of outfits")
+    parser.add_argument("--user", "--query", dest="user", type=int, default=0,
+                        help="recommend: user id (--query: the name shared with the other papers' predict.py)")
+    parser.add_argument("--topk", "--top_k", dest="topk", type=int, default=10, help="recommend: number of outfits")
+    parser.add_argument("--checkpoint", default=None,
+                        help="evaluation actions: use this checkpoint instead of the config's load_trained")
     parser.add_argument("--candidates", choices=["user", "all"], default="user",
                         help="recommend: the user's evaluate-rank outfits, or every outfit of the split")
     parser.add_argument("--export", default=None, help="recommend: write user/item codes (npz) here")
@@ -140,6 +143,8 @@ def main(argv=None):
     try:
         config = load_config(args.cfg)
         check_sections(config, args.action)
+        if args.checkpoint:
+            config.load_trained = args.checkpoint
         if args.strict:
             for param in data_params(config):
                 param.strict_images = True

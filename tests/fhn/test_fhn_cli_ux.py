@@ -79,3 +79,18 @@ def test_recommend_grid_png_has_expected_size(visual_work):
         assert img.format == "PNG" and img.size == grid_size(4, 3)
         # the item pictures are drawn (not blank): the synthetic photos are strongly coloured
         assert len(np.unique(np.asarray(img.convert("RGB")).reshape(-1, 3), axis=0)) > 50
+
+
+def test_query_top_k_checkpoint_aliases(visual_work, capsys):
+    from fhn.scripts.run import main
+
+    cwd = os.getcwd()
+    os.chdir(str(visual_work))
+    try:
+        assert main(["recommend", "--cfg", "rank.yaml", "--query", "1", "--top_k", "3",
+                     "--checkpoint", "v.net"]) == 0
+        assert main(["recommend", "--cfg", "rank.yaml", "--checkpoint", "nothing.net"]) == 2
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr()
+    assert len(out.out.strip().splitlines()) == 3 and "nothing.net" in out.err
