@@ -4,14 +4,11 @@ atomic checkpoint writes, and the RNG state that makes --resume continue exactly
 import io
 import logging
 import os
-import random
 import shutil
 import sys
 import time
 
-import numpy as np
 import torch
-
 from torch.utils.data import DataLoader
 
 from avas.align_model import recalibrate_batchnorm
@@ -25,6 +22,8 @@ from common.checkpoint import load_checkpoint
 from common.errors import InputError
 from common.progress import progress
 from common.runtime import autocast, distributed_sampler, make_generator
+from common.runtime import rng_state as common_rng_state
+from common.runtime import set_rng_state as common_set_rng_state
 from common.safeio import NonFiniteError, all_finite, check_finite
 
 log = logging.getLogger('avas')
@@ -61,27 +60,17 @@ def copy_atomic(src, dst):
 
 
 def rng_state(generator=None):
-    """Python, numpy, torch (and the loader's shuffling generator) states for checkpoint_last."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    # numpy's key array as a tensor: the checkpoint stays loadable with plain torch.load(weights_only=True)
-    state = {'python': random.getstate(), 'numpy': (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-             'torch': torch.get_rng_state()}
+    """Python, numpy, torch, CUDA (and the loader's shuffling generator) states for checkpoint_last."""
+    state = common_rng_state()
     if generator is not None:
         state['loader'] = generator.get_state()
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state, generator=None):
-    random.setstate(state['python'])
-    name, keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state['torch'])
+    common_set_rng_state(state)  # also reads the older layout (numpy keys as a tensor in the tuple)
     if generator is not None and 'loader' in state:
         generator.set_state(state['loader'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
 
 
 def freeze_unused_align_params(model, mkg_weight):

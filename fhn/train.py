@@ -19,7 +19,7 @@ from common.atomic import atomic_open
 from common.checkpoint import load_checkpoint
 from common.errors import InputError
 from common.progress import progress
-from common.runtime import autocast, make_grad_scaler, wrap_ddp
+from common.runtime import autocast, make_grad_scaler, rng_state, set_rng_state, wrap_ddp
 from common.safeio import NonFiniteError, all_finite, check_finite
 from fhn import metrics
 from fhn.fingerprint import item_lists, stamp
@@ -309,10 +309,7 @@ class FashionNetSolver(object):
             "state": dict(best_loss=float(self.best_loss), best_acc=float(self.best_acc),
                           iter=self.iter, last_epoch=self.last_epoch),
             "item_fingerprint": item_lists(self.loader["train"].dataset.param)[0],
-            "rng": dict(torch=torch.get_rng_state(),
-                        numpy=torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-                        numpy_pos=int(np.random.get_state()[2]),
-                        numpy_gauss=[int(np.random.get_state()[3]), float(np.random.get_state()[4])]),
+            "rng": rng_state(),
         }
         path = self.format_filepath(label, "solver")
         LOGGER.info("Save solver state to %s", path)
@@ -339,9 +336,7 @@ class FashionNetSolver(object):
         self.tracer.load_state_dict(state.get("tracer", {}))
         rng = state.get("rng")
         if rng is not None:
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32),
-                                 rng["numpy_pos"], rng["numpy_gauss"][0], rng["numpy_gauss"][1]))
+            set_rng_state(rng)  # also reads the older layout (numpy keys beside numpy_pos/numpy_gauss)
         # the tanh scale is a buffer restored with the net; set_scale runs again next epoch
         LOGGER.info("Resumed at epoch %d (iteration %d, best loss %.4f)",
                     self.last_epoch, self.iter, self.best_loss)
