@@ -19,6 +19,8 @@ import pickle  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from common.errors import cli_main  # noqa: E402
+from common.safeio import check_writable_dir  # noqa: E402
 from fhn.image_store import pack_images  # noqa: E402
 
 CATES = ["top", "bottom", "shoe"]
@@ -157,10 +159,11 @@ def main(argv=None):
     parser.add_argument("--data_set", default="tuples_630")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    check_writable_dir(args.out_dir, "output folder")
     root = make_data(args.out_dir, args.users, args.items, data_set=args.data_set, seed=args.seed)
     print("demo data written to %s" % root)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

@@ -21,6 +21,9 @@ import subprocess  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 
+from common.errors import cli_main  # noqa: E402
+from common.safeio import check_writable_dir  # noqa: E402
+
 # npm package -> {file inside the package: file under static/}
 ASSETS = {
     "jquery@3.1.1": {"dist/jquery.min.js": "js/jquery.min.js"},
@@ -149,6 +152,7 @@ def main(argv=None):
     parser.add_argument("--no_mathjax", action="store_true", help="skip MathJax (text panes)")
     parser.add_argument("--port", type=int, default=8097)
     args, rest = parser.parse_known_args(argv)
+    check_writable_dir(args.cache_dir, "asset cache folder")
     if not assets_ready(args.cache_dir):
         fetch_assets(args.cache_dir, with_mathjax=not args.no_mathjax)
     print("visdom web assets in %s" % args.cache_dir, flush=True)
@@ -159,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

@@ -364,3 +364,9 @@ def test_kill_during_checkpoint_write_keeps_old_file_and_resume_is_exact(work):
     assert list(a) == list(b)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_make_demo_data_unwritable_folder(work):
+    (work / "afile").write_text("x")
+    out = run(work, "afile/demo", script=os.path.join(REPO, "fhn", "make_demo_data.py"))
+    assert "afile/demo" in out.stderr
