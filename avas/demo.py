@@ -24,11 +24,11 @@ import importlib.util
 import json
 import math
 import shutil
-import subprocess
 import time
 
 from avas.formats import RECORD_SEP, read_ranking_lines, read_recall_csv, unique_pois
 from common.atomic import atomic_open
+from common.demo import run_step
 from common.errors import cli_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,18 +97,10 @@ def make_ranking_set(out_dir):
 
 def run(cmd, cwd, log):
     """Run a real entry script; its output goes to a log file, its command line to the console."""
-    shown = ' '.join(cmd[1:])
-    print('$ python ' + shown, flush=True)
-    start = time.time()
-    with open(log, 'w', encoding='utf-8') as f:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
-    wall = time.time() - start
-    if proc.returncode != 0:
-        with open(log, encoding='utf-8') as f:
-            tail = f.read()[-3000:]
-        raise SystemExit('demo step failed (exit %d): python %s\n%s' % (proc.returncode, shown, tail))
-    print('  done in %.1fs (log: %s)' % (wall, log), flush=True)
-    return 'python ' + shown, wall
+    open(log, 'w').close()  # one log per step, fresh on every demo run
+    step = run_step(cmd, cwd, log=log)
+    print('  done in %.1fs (log: %s)' % (step.wall_s, log), flush=True)
+    return step.command, step.wall_s
 
 
 def random_recall_baseline(n_images, n_pos, k):

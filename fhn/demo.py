@@ -13,12 +13,11 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import yaml  # noqa: E402
 
+from common.demo import run_step  # noqa: E402
 from common.errors import cli_main  # noqa: E402
 from common.safeio import write_json_atomic  # noqa: E402
 from fhn.web.demo_data import serve_step  # noqa: E402
@@ -71,15 +70,7 @@ def demo_configs(epochs=5):
 
 
 def run(cmd, cwd, log):
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t0 = time.time()
-    with open(log, "a") as f:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log) as f:
-            tail = f.read()[-3000:]
-        raise SystemExit("demo step failed (exit %d): %s\n%s" % (proc.returncode, " ".join(cmd), tail))
-    return time.time() - t0
+    return run_step(cmd, cwd, log=log).wall_s
 
 
 def recommend_grid(py, out, log, user=0, topk=5):
