@@ -13,11 +13,11 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 import argparse
 import json
 import shlex
-import subprocess
 import time
 from math import comb
 
 from common.checkpoint import atomic_open
+from common.demo import run_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,12 +33,7 @@ def random_rsum(n_images, per_image=5):
 
 
 def run(cmd, cwd):
-    print('$ ' + ' '.join(shlex.quote(c) for c in cmd), flush=True)
-    start = time.time()
-    done = subprocess.run(cmd, cwd=cwd)
-    if done.returncode != 0:
-        raise SystemExit('demo step failed (exit %d): %s' % (done.returncode, ' '.join(cmd)))
-    return time.time() - start
+    return run_step(cmd, cwd).wall_s
 
 
 def main(argv=None):
