@@ -68,8 +68,9 @@ def user_means(feats, uidx, num_users):
 
 
 def extract(config, device, out, features=None):
+    from fhn.codecache import CodeCache, slot_items
     from fhn.data import get_dataloader
-    from fhn.evaluation import CodeCache, rank_outfits, slot_items
+    from fhn.evaluation import rank_outfits
     from fhn.model import get_net
 
     data_param = config.data_param
@@ -136,8 +137,12 @@ def build_parser():
                         help="output .npz (upstream web read results/outfits.npz)")
     parser.add_argument("--features", default=None,
                         help="ColdStart cache with big_outfits_posi_feat/nega_feat (else computed)")
-    from common.runtime import add_runtime_args
-    add_runtime_args(parser, device_default=None)
+    # common.runtime.add_runtime_args's flags, spelled out: that module imports torch (slow --help)
+    parser.add_argument("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="use deterministic algorithms (slower; errors on ops without one)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA (no-op on CPU)")
     return parser
 
 
@@ -148,12 +153,9 @@ def main(argv=None):
         return 1
     from common.runtime import seed_everything
     from fhn.model import resolve_device
-    from fhn.scripts.run import UserError, config_log, load_config
+    from fhn.runconfig import config_log, load_config
 
-    try:
-        config = load_config(args.cfg)
-    except UserError as err:
-        raise InputError(str(err))
+    config = load_config(args.cfg)  # its UserError is an InputError: one line, exit 2
     if config.net_param is None or not config.load_trained:
         raise InputError("%s: needs net_param and load_trained (the trained net)" % args.cfg)
     if config.net_param.hash_types != 3:
@@ -163,6 +165,7 @@ def main(argv=None):
     check_writable(args.out)
     config_log(stream_level=config.log_level, log_file=config.log_file)
     seed_everything(args.seed, args.deterministic)
+    config.amp = args.amp or getattr(config, "amp", False)
     extract(config, resolve_device(config.gpus, args.device), args.out, args.features)
     return 0
 

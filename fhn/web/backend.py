@@ -29,7 +29,6 @@ from flask import Flask, Response, render_template, request  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from common.errors import InputError, cli_main  # noqa: E402
-from fhn.web.recommender import Catalogue, Recommender, SessionStore  # noqa: E402
 
 LOGGER = logging.getLogger("fhn.web")
 COOKIE = "fhn_session"
@@ -278,6 +277,8 @@ def build_parser():
 
 
 def load_app(args):
+    from fhn.web.recommender import Catalogue, Recommender, SessionStore  # torch: after --help
+
     if args.demo:
         from fhn.web.demo_data import demo_paths
 
