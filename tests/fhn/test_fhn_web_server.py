@@ -3,7 +3,6 @@ import json
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import numpy as np
