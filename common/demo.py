@@ -1,5 +1,7 @@
 """`make demo`: run every paper folder's demo (`<paper>/demo.py --out_dir runs/demo/<paper>`),
-then print one summary table and write it to runs/demo/summary.{md,json}.
+draw each paper's training curves (`<paper>/curves.png`, from its TensorBoard event files), then
+print one summary table and write it to runs/demo/summary.{md,json}; the table links the curves
+and the pictures the demos drew (retrieval galleries, outfit grids).
 
     python -m common.demo [--papers hsl lhsc ...] [--out_dir runs/demo]
 """
@@ -13,6 +15,7 @@ import time
 from typing import NamedTuple
 
 from common.atomic import atomic_open
+from common.errors import InputError
 
 PAPERS = ('hsl', 'lhsc', 'm2hse', 'avas', 'fhn')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,7 +91,23 @@ def run_paper_demo(paper, out_dir, timeout):
         row.setdefault('paper', paper)
         row.setdefault('wall_s', round(wall, 1))
         row['status'] = 'ok'
+        # links in a paper's summary are relative to its out_dir; ours are relative to the demo root
+        row['links'] = {name: '%s/%s' % (paper, path) for name, path in (row.get('links') or {}).items()}
+    if draw_curves(paper, paper_dir) and rows:
+        rows[0]['links'] = dict({'curves': '%s/curves.png' % paper}, **rows[0]['links'])
     return rows
+
+
+def draw_curves(paper, paper_dir):
+    """<paper_dir>/curves.png from the event files under paper_dir; False (with a note) when there are none."""
+    from common.plot import plot_runs  # matplotlib and tensorboard only once a demo has run
+    try:
+        tags = plot_runs([paper_dir], os.path.join(paper_dir, 'curves.png'), title='%s demo' % paper)
+    except InputError as err:
+        print('no curves for %s: %s' % (paper, err), flush=True)
+        return False
+    print('curves: %s (%s)' % (os.path.join(paper_dir, 'curves.png'), ', '.join(tags)), flush=True)
+    return True
 
 
 def _cell(value):
@@ -100,13 +119,15 @@ def _cell(value):
 
 
 def markdown_table(rows):
-    head = ['paper', 'command run', 'metric', 'value', 'random baseline', 'wall time (s)']
+    head = ['paper', 'command run', 'metric', 'value', 'random baseline', 'wall time (s)', 'pictures']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         cells = [r.get('paper'), '`%s`' % r.get('command') if r.get('command') not in (None, '-') else '-',
                  r.get('metric'), r.get('value'), r.get('baseline'),
                  None if r.get('wall_s') is None else '%.1f' % r['wall_s']]
-        lines.append('| ' + ' | '.join(_cell(c) for c in cells) + ' |')
+        cells = [_cell(c) for c in cells]
+        cells.append(' '.join('[%s](%s)' % (name, path) for name, path in (r.get('links') or {}).items()) or '-')
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -133,6 +154,9 @@ def main(argv=None):
     if failed:
         print('demo FAILED for: %s' % ', '.join(failed))
         return 1
+    pictures = [path for r in rows for path in (r.get('links') or {}).values() if path.endswith('.png')]
+    if pictures:
+        print('pictures (under %s): %s' % (args.out_dir, ', '.join(pictures)))
     print('summary written to %s/summary.{md,json}' % args.out_dir)
     return 0
 
