@@ -80,3 +80,28 @@ def test_diff_score_matrices_via_cli(tmp_path):
     assert run('--atol', '1e-2').returncode == 0
     save_scores(str(b), np.ones((4, 3)))
     assert 'shape' in run().stdout and run().returncode == 1
+
+
+def test_diff_names_the_metrics_the_reference_lacks_and_the_run_lacks(tmp_path, capsys):
+    run = tmp_path / 'run.json'
+    run.write_text(json.dumps({'schema_version': 1, 'rsum': 500.0, 'i2t': {'r1': 70.0, 'r5': 90.0},
+                               'provenance': {'seed': 1}}))
+    ref = tmp_path / 'ref.json'  # a reference row as shipped in <paper>/results/: source is not a metric
+    ref.write_text(json.dumps({'schema_version': 1, 'rsum': 500.05, 't2i': {'r1': 55.0},
+                               'source': {'paper': 'X', 'table': 'Table 1'}}))
+    assert diff.main([str(run), str(ref), '--atol', '0.1']) == 1
+    out = capsys.readouterr().out
+    rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[1:5]}
+    assert rows == {'rsum': ['500.0', '500.05', 'ok'], 'i2t.r1': ['70.0', '<missing>', 'B', 'lacks'],
+                    'i2t.r5': ['90.0', '<missing>', 'B', 'lacks'], 't2i.r1': ['<missing>', '55.0', 'A', 'lacks']}
+    assert '%s (B) lacks 2 metric(s): i2t.r1, i2t.r5\n' % ref in out
+    assert '%s (A) lacks 1 metric(s): t2i.r1\n' % run in out
+    assert '4 compared, 3 differ' in out and 'source' not in out.replace(str(ref), '')
+
+
+def test_diff_of_a_file_that_is_not_results_is_one_clear_error(tmp_path):
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"rsum": ')
+    proc = subprocess.run([sys.executable, '-m', 'common.diff', str(bad), str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith('error: %s: not a results JSON' % bad)
+    assert 'Traceback' not in proc.stderr
