@@ -26,5 +26,15 @@ def progress_enabled(enabled=True, stream=None):
 
 def progress(iterable=None, desc=None, total=None, enabled=True, unit='it', leave=False, **kwargs):
     """tqdm(iterable) with rate and ETA on stderr; a pass-through tqdm (disable=True) otherwise."""
+    show = progress_enabled(enabled)
+    if show and 'ncols' not in kwargs and _terminal_width(sys.stderr) == 0:
+        kwargs['ncols'] = 100  # a terminal reporting 0 columns (a fresh pty, some CI) would get no bar at all
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, file=sys.stderr,
-                disable=not progress_enabled(enabled), dynamic_ncols=True, **kwargs)
+                disable=not show, dynamic_ncols='ncols' not in kwargs, **kwargs)
+
+
+def _terminal_width(stream):
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a terminal (forced on), or no file descriptor
+        return 0

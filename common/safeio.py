@@ -85,6 +85,8 @@ def load_npz(path, what=''):
     """All arrays of an .npz as a dict, without pickles."""
     path = os.fspath(path)
     _need_file(path, what)
+    if not zipfile.is_zipfile(path):  # np.load would take anything else for a pickle
+        raise InputError('%s: not an .npz archive (truncated or another format); regenerate it' % path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
@@ -97,14 +99,15 @@ def load_npz(path, what=''):
         raise InputError('%s: not a readable .npz archive (%s); regenerate it' % (path, err)) from None
 
 
-def iter_text_lines(path, what='', encoding='utf-8'):
-    """Yield the lines of a text file (newline stripped); bad bytes name the file and line."""
+def iter_text_lines(path, what='', encoding='utf-8', keepends=False):
+    """Yield the lines of a text file (newline stripped unless keepends); bad bytes name the file and line."""
     path = os.fspath(path)
     _need_file(path, what)
     with open(path, 'rb') as f:
         for number, raw in enumerate(f, 1):
             try:
-                yield raw.decode(encoding).rstrip('\r\n')
+                line = raw.decode(encoding)
+                yield line if keepends else line.rstrip('\r\n')
             except UnicodeDecodeError as err:
                 raise InputError('%s:%d: not %s text (%s); re-save the file as %s'
                                  % (path, number, encoding.upper(), err.reason, encoding.upper())) from None
@@ -116,7 +119,8 @@ def read_text_lines(path, what='', encoding='utf-8'):
 
 def read_csv_rows(path, what='', encoding='utf-8', **kwargs):
     """csv.reader rows of a UTF-8 file; decoding and CSV errors name the file and line."""
-    reader = csv.reader(iter_text_lines(path, what, encoding), **kwargs)
+    # line ends kept, as open(newline='') gives them: quoted fields may hold newlines
+    reader = csv.reader(iter_text_lines(path, what, encoding, keepends=True), **kwargs)
     try:
         return list(reader)
     except csv.Error as err:
