@@ -128,22 +128,23 @@ class ColdStart(FashionNetDeploy):
             return {}
 
     def prepare_codes(self, device="cpu"):
+        """Cold-start user codes; the loaders work on copies of the data params (set_data_mode)."""
         data = self._read_cache()
         if data.get("big_user_codes") is None:  # first: a missing file fails before the long passes
             data["big_user_codes"] = load_big_user_codes(self.param.big_feature_file)
         big = small = None
         if data.get("big_outfits_posi_feat") is None or data.get("outfits_raw") is None:
-            big = big or get_dataloader(self.param.big_data_param)
+            big = big or get_dataloader(self.param.big_data_param.replace())
             big.set_data_mode("PosiOnly")
             data["big_outfits_posi_feat"], data["outfits_raw"] = self.get_outfits(big, device)
         if data.get("big_outfits_nega_feat") is None:
-            big = big or get_dataloader(self.param.big_data_param)
+            big = big or get_dataloader(self.param.big_data_param.replace())
             big.set_data_mode("NegaOnly")
             data["big_outfits_nega_feat"] = self.get_outfits(big, device)[0]
         for mode, key in (("PosiOnly", "small_outfits_posi_feat"),
                           ("NegaOnly", "small_outfits_nega_feat")):
             if data.get(key) is None:
-                small = small or get_dataloader(self.param.small_data_param)
+                small = small or get_dataloader(self.param.small_data_param.replace())
                 small.set_data_mode(mode)
                 data[key] = self.get_outfits(small, device)[0]
         if self.param.data_file:
