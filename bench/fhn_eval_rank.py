@@ -31,7 +31,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     from fhn.evaluation import rank_metrics, rank_scores
-from fhn.scoring import CNNCounter
+    from fhn.scoring import CNNCounter
     from fhn.make_demo_data import make_data
     from fhn.model import FashionNetDeploy
     from fhn.param import FashionParam, NetParam
