@@ -36,6 +36,8 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens, gemm=None, img_glo=None, cap_glo
     Optional precomputed pieces (evaluation reuses them across chunks): img_glo / cap_glo from
     `image_globals` / `caption_globals`, image_side from `image_side` (which fixes the products);
     gemm: the lhsc.gemm products (default torch's)."""
+    if sim_enc.training:  # BatchNorm batch statistics and dropout: lhsc/fasttrain.py computes those
+        raise ValueError('fastsim.scores needs an eval-mode EncoderSimilarity; use lhsc.fasttrain.scores in training')
     with torch.no_grad():
         lens = torch.as_tensor(cap_lens, dtype=torch.int64, device=cap_emb.device)
         cap, word_mask = masked_words(cap_emb, lens)
