@@ -4,16 +4,16 @@
 demand. When that data is installed we use it; otherwise we split sentences with an untrained
 `PunktSentenceTokenizer` (same algorithm, no abbreviation list) and tokenise each sentence with
 the same Treebank-style `NLTKWordTokenizer`. On ordinary captions both give the same tokens.
+
+nltk is imported on the first tokenisation, not with this module: `import nltk` loads scipy,
+sklearn and pandas (seconds), and scripts that import this module must answer --help at once.
 """
 import functools
-
-import nltk
-from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
-from nltk.tokenize.punkt import PunktParameters
 
 
 @functools.lru_cache(maxsize=1)
 def _trained_punkt_available():
+    import nltk
     for resource in ('tokenizers/punkt_tab/english/', 'tokenizers/punkt/english.pickle'):
         try:
             nltk.data.find(resource)
@@ -30,14 +30,14 @@ _ABBREVIATIONS = ('mr', 'mrs', 'ms', 'dr', 'st', 'jr', 'sr', 'vs', 'etc', 'inc',
                   'nov', 'dec', 'mt', 'ft', 'approx')
 
 
-def _offline_sentence_splitter():
+@functools.lru_cache(maxsize=1)
+def _offline_tokenizers():
+    """(sentence splitter without trained data, Treebank word tokenizer), built once."""
+    from nltk.tokenize import NLTKWordTokenizer, PunktSentenceTokenizer
+    from nltk.tokenize.punkt import PunktParameters
     params = PunktParameters()
     params.abbrev_types = set(_ABBREVIATIONS)
-    return PunktSentenceTokenizer(params)
-
-
-_offline_sentences = _offline_sentence_splitter()
-_words = NLTKWordTokenizer()
+    return PunktSentenceTokenizer(params), NLTKWordTokenizer()
 
 
 def word_tokenize(text, use_punkt=None):
@@ -45,8 +45,10 @@ def word_tokenize(text, use_punkt=None):
     if use_punkt is None:
         use_punkt = _trained_punkt_available()
     if use_punkt:
+        import nltk
         return nltk.word_tokenize(text)
-    return [tok for sent in _offline_sentences.tokenize(text) for tok in _words.tokenize(sent)]
+    sentences, words = _offline_tokenizers()
+    return [tok for sent in sentences.tokenize(text) for tok in words.tokenize(sent)]
 
 
 def tokenize(caption, use_punkt=None):
