@@ -16,7 +16,7 @@ import shlex
 import time
 from math import comb
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 from common.demo import run_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))

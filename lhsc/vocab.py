@@ -15,7 +15,6 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 import argparse
 
 from common.vocab import Vocabulary, build_vocab, deserialize_vocab, serialize_vocab  # noqa: F401
-from lhsc.data import read_captions
 
 annotations = {
     'coco_precomp': ['train_caps.txt', 'dev_caps.txt'],
@@ -30,6 +29,7 @@ def main(argv=None):
     parser.add_argument('--threshold', default=4, type=int, help='minimum word count (upstream: 4)')
     parser.add_argument('--vocab_path', default='./vocab/', help='output folder')
     opt = parser.parse_args(argv)
+    from lhsc.data import read_captions  # after parsing: lhsc.data imports torch, --help must not wait
     files = annotations.get(opt.data_name, ['train_caps.txt', 'dev_caps.txt'])
     captions = []
     for name in files:
