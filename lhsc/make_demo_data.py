@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from common.checkpoint import atomic_open
+from common.atomic import atomic_open
 from common.vocab import deserialize_vocab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
