@@ -112,3 +112,11 @@ def test_fold5_on_small_split_is_a_clear_error():
     with pytest.raises(SystemExit, match='5 folds of 1000 images'):
         evaluation.evalrank(os.path.join(UPSTREAM, 'lhsc_legacy.pth.tar'), DATA, 'test', fold5=True,
                             vocab_path=VOCAB)
+
+
+def test_recall_at_k_is_percent_of_ranks_below_k():
+    # moved with recall_at_k from common/metrics.py (lhsc is its only user)
+    ranks = np.array([0, 0, 3, 7, 12])
+    assert evaluation.recall_at_k(ranks, 1) == 40.0
+    assert evaluation.recall_at_k(ranks, 5) == 60.0
+    assert evaluation.recall_at_k(ranks, 10) == 80.0
