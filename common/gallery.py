@@ -86,18 +86,18 @@ STYLE = ('body{font-family:sans-serif;margin:16px}table{border-collapse:separate
 
 
 def _wrap(draw, text, font, width, max_lines):
-    """Greedy wrap by characters (captions may have no spaces, e.g. Chinese)."""
+    """Greedy wrap at spaces; a word wider than a line (or text without spaces, e.g. Chinese) by characters."""
     lines, line = [], ''
-    for ch in str(text):
-        if draw.textlength(line + ch, font=font) > width and line:
-            lines.append(line)
-            line = ch.lstrip()
-            if len(lines) == max_lines:
-                break
-        else:
-            line += ch
-    if len(lines) < max_lines and line:
-        lines.append(line)
+    for word in re.findall(r'\S+\s*|\s+', str(text)):
+        pieces = [word] if draw.textlength(word.rstrip(), font=font) <= width else list(word)
+        for piece in pieces:
+            if line and draw.textlength((line + piece).rstrip(), font=font) > width:
+                lines.append(line.rstrip())
+                line = piece.lstrip()
+            else:
+                line += piece
+    if line.strip():
+        lines.append(line.rstrip())
     return lines[:max_lines]
 
 

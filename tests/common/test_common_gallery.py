@@ -132,3 +132,16 @@ def test_chromium_loads_every_image_also_after_the_folder_moves(tmp_path):
     shutil.move(str(tmp_path / 'out'), str(moved))
     shutil.rmtree(src)  # the originals are gone too: the page uses its own copies
     assert _loaded_widths(exe, str(moved / 'gallery.html'), tmp_path) == [101, 67, 83, 101]
+
+
+def test_captions_wrap_at_spaces_and_text_without_spaces_by_characters():
+    from PIL import ImageDraw, ImageFont
+
+    from common.gallery import _wrap
+    draw, font = ImageDraw.Draw(Image.new('RGB', (4, 4))), ImageFont.load_default(size=11)
+    lines = _wrap(draw, 'a mountain behind a bench and a boat', font, THUMB - 4, 9)
+    assert ' '.join(lines) == 'a mountain behind a bench and a boat' and len(lines) == 2
+    assert all(draw.textlength(line, font=font) <= THUMB - 4 for line in lines)
+    cjk = _wrap(draw, '普陀山' * 20, font, THUMB - 4, 2)
+    assert len(cjk) == 2 and ''.join(cjk) == ('普陀山' * 20)[:len(''.join(cjk))]
+    assert _wrap(draw, '', font, THUMB, 1) == []
