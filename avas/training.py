@@ -51,7 +51,8 @@ def save_atomic(obj, path):
 
 
 def copy_atomic(src, dst):
-    """shutil.copyfile, atomically (the recall script's align_model.pth is never left truncated)."""
+    """shutil.copyfile, atomically (the recall script's align_model.pth is never left truncated).
+    common.checkpoint.copy_to_best does the same copy; this one also honours the kill -9 test hook."""
     with open(src, 'rb') as f:
         data = f.read()
     with atomic_open(dst, 'wb') as f:
