@@ -1,6 +1,6 @@
 """End-to-end demo on CPU: make a tiny learnable precomp dataset, train LHSC a few epochs with the
-original train.py (small dims through its own flags), evaluate with evaluation.py, and write
-<out_dir>/summary.json.
+original train.py (small dims through its own flags), evaluate with evaluation.py, draw a retrieval
+gallery with predict.py, and write <out_dir>/summary.json (its rows link the gallery).
 
     python lhsc/demo.py --out_dir /tmp/lhsc_demo
 """
@@ -18,6 +18,7 @@ from math import comb
 
 from common.atomic import atomic_open
 from common.demo import run_step
+from common.errors import cli_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,6 +62,12 @@ def main(argv=None):
                 '--data_path', 'data', '--split', 'test', '--device', 'cpu',
                 '--out_json', 'eval_test.json', '--out_scores', 'sims_test.npy']
     eval_s = run(eval_cmd, out)
+    # text query -> top-5 images (pictures from the demo data's id_mapping.json), image -> captions
+    run([py, os.path.join(HERE, 'predict.py'), '--checkpoint', 'runs/LHSC/checkpoint/model_best.pth.tar',
+         '--data_path', 'data', '--split', 'test', '--device', 'cpu', '--top_k', '5',
+         '--query', 'a dog with a ball near the beach', '--image_index', '0', '--image_index', '1',
+         '--gallery', 'gallery'], out)
+    links = {'gallery': 'gallery/gallery.html', 'gallery_png': 'gallery/gallery.png'}
 
     with open(os.path.join(out, 'eval_test.json')) as f:
         metrics = json.load(f)
@@ -70,7 +77,7 @@ def main(argv=None):
     eval_row = lambda metric, value, baseline: {'paper': 'lhsc', 'command': command, 'metric': metric,
                                                 'value': value, 'baseline': baseline, 'wall_s': round(eval_s, 2)}
     rows = [
-        eval_row('rsum (test, %d images)' % metrics['n_images'], metrics['rsum'], baseline),
+        dict(eval_row('rsum (test, %d images)' % metrics['n_images'], metrics['rsum'], baseline), links=links),
         eval_row('i2t R@1', metrics['i2t']['r1'], 100.0 / metrics['n_images']),
         eval_row('t2i R@1', metrics['t2i']['r1'], 100.0 / metrics['n_images']),
         {'paper': 'lhsc', 'command': ' '.join(shlex.quote(c) for c in train_cmd), 'metric': 'train wall_s',
@@ -85,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

@@ -5,7 +5,9 @@
 Each image shows 3 "concepts" (real Flickr30K vocabulary words); its 36 region features are noisy
 copies of the concepts' random prototype vectors (non-negative, like bottom-up features), and its 5
 captions name the concepts with filler words. Layout: <out_dir>/<data_name>/{train,dev,test}_ims.npy
-(N, 36, img_dim) float32 and *_caps.txt (5N lines).
+(N, 36, img_dim) float32 and *_caps.txt (5N lines), plus id_mapping.json ({split: [picture file]})
+and images/ with a few small real photos (copied from the repository's avas/data/images_test), so
+predict.py's gallery shows pictures. The photos are stand-ins: they do not show the concepts.
 """
 import os
 import sys
@@ -14,13 +16,19 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
+import glob
+import shutil
 
 import numpy as np
 
 from common.atomic import atomic_open
+from common.errors import cli_main
+from common.safeio import check_writable_dir, write_json_atomic
 from common.vocab import deserialize_vocab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+N_PHOTOS = 8
+PHOTOS = os.path.join(os.path.dirname(HERE), 'avas', 'data', 'images_test')  # small real photos
 CONCEPTS = ['dog', 'cat', 'horse', 'bicycle', 'car', 'boat', 'tree', 'beach', 'snow', 'guitar',
             'ball', 'bench', 'bridge', 'building', 'child', 'woman', 'man', 'girl', 'boy', 'bird',
             'flowers', 'mountain', 'river', 'street', 'table', 'umbrella', 'train', 'hat', 'kite', 'fountain']
@@ -58,7 +66,10 @@ def main(argv=None):
     parser.add_argument('--n_dev', default=100, type=int)
     parser.add_argument('--n_test', default=100, type=int)
     parser.add_argument('--seed', default=0, type=int)
+    parser.add_argument('--photos', default=PHOTOS,
+                        help='folder of .jpg photos copied in as the pictures of the mapping ("" = none)')
     args = parser.parse_args(argv)
+    check_writable_dir(args.out_dir, 'data folder (--out_dir)')
 
     vocab = deserialize_vocab(os.path.join(args.vocab_path, '%s_vocab.json' % args.data_name))
     missing = [w for w in CONCEPTS if w not in vocab.word2idx]
@@ -75,8 +86,27 @@ def main(argv=None):
         with atomic_open(os.path.join(folder, '%s_caps.txt' % split), 'w') as f:
             f.write('\n'.join(captions) + '\n')
         print('wrote %s: %d images, %d captions' % (split, n, len(captions)))
+    write_mapping(folder, args.photos, {'train': args.n_train, 'dev': args.n_dev, 'test': args.n_test})
     return folder
 
 
+def write_mapping(folder, photos, sizes):
+    """id_mapping.json naming a picture for every image (photos reused in turn) and the photos."""
+    files = sorted(glob.glob(os.path.join(photos, '*.jpg'))) if photos else []
+    files = sorted(sorted(files, key=os.path.getsize)[:N_PHOTOS])  # the smallest few: ~0.5 MB in all
+    if not files:
+        return None
+    os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
+    for path in files:
+        target = os.path.join(folder, 'images', os.path.basename(path))
+        if not os.path.exists(target):
+            shutil.copyfile(path, target)
+    names = ['images/' + os.path.basename(path) for path in files]
+    mapping = {split: [names[i % len(names)] for i in range(n)] for split, n in sizes.items()}
+    write_json_atomic(os.path.join(folder, 'id_mapping.json'), mapping)
+    print('wrote id_mapping.json (%d photos)' % len(files))
+    return mapping
+
+
 if __name__ == "__main__":
-    main()
+    cli_main(main)
