@@ -14,6 +14,7 @@ if __package__ in (None, ""):  # run by path: make the repo root importable
 
 import argparse
 
+from common.errors import cli_main
 from common.vocab import Vocabulary, build_vocab, deserialize_vocab, serialize_vocab  # noqa: F401
 
 annotations = {
@@ -30,16 +31,18 @@ def main(argv=None):
     parser.add_argument('--vocab_path', default='./vocab/', help='output folder')
     opt = parser.parse_args(argv)
     from lhsc.data import read_captions  # after parsing: lhsc.data imports torch, --help must not wait
+    from common.safeio import check_writable
+    dest = os.path.join(opt.vocab_path, '%s_vocab.json' % opt.data_name)
+    check_writable(dest, 'vocabulary file (--vocab_path)')
     files = annotations.get(opt.data_name, ['train_caps.txt', 'dev_caps.txt'])
     captions = []
     for name in files:
         captions += read_captions(os.path.join(opt.data_path, opt.data_name, name))
     vocab = build_vocab(captions, opt.threshold)
-    dest = os.path.join(opt.vocab_path, '%s_vocab.json' % opt.data_name)
     serialize_vocab(vocab, dest)
     print("Saved vocabulary file to ", dest)
     return vocab
 
 
 if __name__ == '__main__':
-    main()
+    cli_main(main)
