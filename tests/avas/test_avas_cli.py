@@ -19,9 +19,10 @@ ENTRY_SCRIPTS = ['align_recall_test_with_mmkg_model.py', 'align_recall@K.py', 'r
 
 @pytest.mark.parametrize('script', ENTRY_SCRIPTS)
 def test_help_is_fast_and_imports_no_torch(script):
-    code = ('import runpy, sys, time; sys.argv = [%r, "--help"]; start = time.time()\n'
+    # CPU seconds, not wall: the bound holds on a loaded machine too (idle, wall ~ CPU: 0.3-0.7 s)
+    code = ('import runpy, sys, time; sys.argv = [%r, "--help"]; start = time.process_time()\n'
             'try:\n    runpy.run_path(%r, run_name="__main__")\nexcept SystemExit:\n    pass\n'
-            'print("HELP_SECONDS", time.time() - start)\n'
+            'print("HELP_SECONDS", time.process_time() - start)\n'
             'assert "torch" not in sys.modules, "torch imported before parsing"'
             % (script, os.path.join(REPO, 'avas', script)))
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, cwd=REPO)
