@@ -14,7 +14,7 @@ from common import logger as tb_logger
 from common.atomic import atomic_open
 from common.checkpoint import CheckpointError, copy_to_best, load_checkpoint
 from common.logger import AverageMeter, LogCollector
-from common.logs import print_config, setup_logging
+from common.logs import print_config
 from common.progress import progress
 from common.runtime import barrier, cleanup_distributed, init_distributed, rng_state, seed_everything, set_rng_state
 from common.safeio import all_finite, check_finite, check_writable_dir, cleanup_stale_tmp, fingerprint
@@ -36,7 +36,8 @@ def run(opt, progress_bars=True):
     """Train with the parsed options `opt`; returns the best dev R-sum."""
     info = init_distributed(opt.device_spec)
     seed_everything(opt.seed, opt.deterministic)
-    setup_logging()
+    # upstream's logging.basicConfig: timestamped lines on stderr (as before; tests count them there)
+    logging.basicConfig(format='%(asctime)s %(message)s', level=logging.INFO, force=True)
     if info.is_main:
         print_config(opt)
         prepare_outputs(opt)
