@@ -144,3 +144,48 @@ def test_predict_unwritable_export_and_bad_index(tmp_path):
     done = run('predict.py', '--checkpoint', os.path.join(UPSTREAM, 'lhsc_legacy.pth.tar'), '--data_path', DATA,
                '--vocab_path', VOCAB, '--image_index', '999', '--device', 'cpu', cwd=tmp_path)
     assert_clear_error(done, '--image_index 999')
+
+
+def test_kill_during_checkpoint_write_keeps_files_and_resumes_exactly(tmp_path):
+    import glob
+    import signal
+    import time
+
+    import torch
+
+    from common.checkpoint import load_checkpoint
+    from lhsc import make_demo_data
+    make_demo_data.main(['--out_dir', str(tmp_path / 'data'), '--img_dim', '8', '--n_train', '30', '--n_dev', '10',
+                         '--n_test', '10', '--seed', '1', '--photos', ''])
+
+    def argv(name, *extra):
+        return [sys.executable, os.path.join(REPO, 'lhsc', 'train.py'), '--data_path', 'data', '--vocab_path',
+                os.path.join(REPO, 'lhsc', 'vocab'), '--model_name', name, '--logger_name', name + '_log',
+                '--img_dim', '8', '--word_dim', '8', '--embed_size', '8', '--sim_dim', '8', '--batch_size', '30',
+                '--num_epochs', '2', '--lr_update', '100', '--learning_rate', '2e-3', '--max_violation',
+                '--device', 'cpu', '--seed', '0'] + list(extra)
+
+    straight = subprocess.run(argv('straight'), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=180)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    env = dict(ENV, XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE='checkpoint_1.pth.tar')
+    proc = subprocess.Popen(argv('killed'), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    deadline = time.time() + 150
+    for line in proc.stdout:  # wait until the write window is open
+        if 'paused in the atomic write' in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folder = tmp_path / 'killed'
+    assert not (folder / 'checkpoint_1.pth.tar').exists()
+    assert glob.glob(str(folder / '.checkpoint_1.pth.tar.*.tmp'))          # the interrupted temp file
+    assert load_checkpoint(str(folder / 'checkpoint_0.pth.tar'))['epoch'] == 1  # the last good one is intact
+    resumed = subprocess.run(argv('killed', '--resume', 'auto'), cwd=tmp_path, env=ENV, capture_output=True,
+                             text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not glob.glob(str(folder / '.*.tmp'))
+    a = load_checkpoint(str(tmp_path / 'straight' / 'checkpoint_1.pth.tar'))
+    b = load_checkpoint(str(folder / 'checkpoint_1.pth.tar'))
+    assert a['best_rsum'] == b['best_rsum'] and a['Eiters'] == b['Eiters']
+    for sa, sb in zip(a['model'], b['model']):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
