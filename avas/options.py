@@ -1,6 +1,7 @@
 """Command-line options of the avas entry scripts, kept free of torch so that `--help` is fast."""
 from common.errors import InputError
 from common.progress import add_progress_arg
+from common.runtime_args import add_runtime_args
 
 # local_eval_test.py's defaults (spec of AIS; the train file is listed but never iterated)
 DEFAULT_INDEX_FILES = ('data/dwd_mml_train_dataset_1007_urls_train_with_poi_tuomin.csv,'
@@ -11,17 +12,6 @@ ALIGN_PTH = ('youyi/models/align_相关性模型权重/align_with_mkg_0106/'
 RANKING_MODEL_NAME = 'shoucai_siamese_train_concat_poi'
 RANKING_CKPT = 'shoucai_siamese_train_concat_poi_020_0.6520.ckpt'
 ALIGN_MODEL_NAME = 'commodity_poi_mml_with_MKG'
-
-
-def add_runtime_args(p):
-    """--device/--seed/--deterministic/--amp as common.runtime.add_runtime_args defines them; repeated
-    here because common.runtime imports torch (3+ s) and the parser must stay light for --help."""
-    p.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda or cuda:N')
-    p.add_argument('--seed', default=None, type=int, help='seed python, numpy and torch')
-    p.add_argument('--deterministic', action='store_true',
-                   help='use deterministic algorithms (slower; errors on ops without one)')
-    p.add_argument('--amp', action='store_true', help='mixed precision on CUDA (changes numerics; no-op on CPU)')
-    return p
 
 
 def add_common_args(p, strict_help='a corrupt or missing image is an error (default: skipped and counted)'):

@@ -10,24 +10,8 @@ import torch
 import torch.distributed as dist
 
 from common.errors import InputError
+from common.runtime_args import add_runtime_args  # noqa: F401  (re-exported for the scripts)
 from common.torch_compat import drop_stale_group_defaults
-
-
-def add_runtime_args(parser, device_default='auto'):
-    """Add --device/--seed/--deterministic/--amp unless the parser already defines them."""
-    existing = {opt for action in parser._actions for opt in action.option_strings}
-    if '--device' not in existing:
-        parser.add_argument('--device', default=device_default,
-                            help='auto (CUDA when available), cpu, cuda or cuda:N')
-    if '--seed' not in existing:
-        parser.add_argument('--seed', default=None, type=int, help='seed python, numpy and torch')
-    if '--deterministic' not in existing:
-        parser.add_argument('--deterministic', action='store_true',
-                            help='use deterministic algorithms (slower; errors on ops without one)')
-    if '--amp' not in existing:
-        parser.add_argument('--amp', action='store_true',
-                            help='mixed precision on CUDA (changes numerics; no-op on CPU)')
-    return parser
 
 
 def resolve_device(spec='auto'):

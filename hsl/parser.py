@@ -2,6 +2,7 @@
 import argparse
 
 from common.progress import add_progress_arg
+from common.runtime_args import add_runtime_args
 
 
 def build_parser():
@@ -106,15 +107,8 @@ def build_parser():
 
 
 def add_runtime_flags(parser):
-    """--device/--seed/--deterministic/--amp, spelled as common.runtime.add_runtime_args spells them;
-    written here because common.runtime imports torch, and `--help` must not wait for it."""
-    runtime = parser.add_argument_group('runtime')
-    runtime.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda or cuda:N')
-    runtime.add_argument('--seed', default=None, type=int, help='seed python, numpy and torch')
-    runtime.add_argument('--deterministic', action='store_true',
-                         help='use deterministic algorithms (slower; errors on ops without one)')
-    runtime.add_argument('--amp', action='store_true',
-                         help='mixed precision on CUDA (changes numerics; no-op on CPU)')
+    """--device/--seed/--deterministic/--amp in their own help group."""
+    add_runtime_args(parser.add_argument_group('runtime'))
 
 
 def get_parser(argv=None):

@@ -7,6 +7,7 @@ upstream's (`lr_update`, `batch_size`, ...). The README spells two flags differe
 import argparse
 
 from common.progress import add_progress_arg
+from common.runtime_args import add_runtime_args
 
 # Upstream test_local.py:14-23 / test_global.py:15-24 defaults of the evaluation scripts.
 TEST_DEFAULTS = {
@@ -65,19 +66,6 @@ def add_upstream_args(parser):
     add('--gpuid', default=0, type=str,
         help='exported as CUDA_VISIBLE_DEVICES when given explicitly (not under torchrun)')
     add('--learning_rate', default=.0002, type=float, help='Initial learning rate.')
-
-
-def add_runtime_args(parser, device_default='auto'):
-    """--device --seed --deterministic --amp exactly as common.runtime.add_runtime_args defines them
-    (tests pin the two together); repeated here because common.runtime imports torch, and --help
-    must not wait for torch."""
-    add = parser.add_argument
-    add('--device', default=device_default, help='auto (CUDA when available), cpu, cuda or cuda:N')
-    add('--seed', default=None, type=int, help='seed python, numpy and torch')
-    add('--deterministic', action='store_true',
-        help='use deterministic algorithms (slower; errors on ops without one)')
-    add('--amp', action='store_true', help='mixed precision on CUDA (changes numerics; no-op on CPU)')
-    return parser
 
 
 def add_port_args(parser):
