@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from common.runtime import autocast
 from lhsc.ddp import GatherColumns, gather_batch, sum_gradients  # noqa: F401 (sum_gradients: public here too)
 from lhsc.libs.img_gcn import IM_GCN
 from lhsc.libs.text_atten import TextAttn
@@ -397,15 +398,17 @@ class LHSC(object):
         """(B, B) training scores. Distributed: every rank encodes the gathered global batch
         (cheap, identical), computes the score columns of its share of captions (the costly
         part), and the blocks are all-gathered into the full matrix."""
-        from common.runtime import autocast
-        if self.distributed:
-            images, captions, lengths = gather_batch(images, captions, lengths, self.device)
-            # identical dropout masks in the (replicated) encoders on every rank
-            torch.manual_seed(self.step_seed + self.Eiters)
-        with autocast(self.device, self.amp):
-            img_embs, cap_embs, cap_lens = self.forward_emb(images, captions, lengths)
-            if not self.distributed:
+        if not self.distributed:
+            with autocast(self.device, self.amp):
+                img_embs, cap_embs, cap_lens = self.forward_emb(images, captions, lengths)
                 return self.forward_sim(img_embs, cap_embs, cap_lens).float()
+        images, captions, lengths = gather_batch(images, captions, lengths, self.device)
+        # Identical dropout masks in the (replicated) encoders on every rank: seeded per step in a
+        # forked RNG, so the caller's global random stream is left as it was.
+        cuda = [torch.device(self.device).index or 0] if torch.device(self.device).type == 'cuda' else []
+        with torch.random.fork_rng(devices=cuda), autocast(self.device, self.amp):
+            torch.manual_seed(self.step_seed + self.Eiters)
+            img_embs, cap_embs, cap_lens = self.forward_emb(images, captions, lengths)
             widths = [len(c) for c in np.array_split(np.arange(len(cap_lens)), self.dist_info.world_size)]
             start = sum(widths[:self.dist_info.rank])
             stop = start + widths[self.dist_info.rank]
