@@ -13,15 +13,9 @@ import pytest
 from PIL import Image
 
 from tests.avas.avas_testlib import DATA, PHOTOS, REPO
+from tests.browser import CHROMIUM_FLAGS, PROBE
 
 SAMPLE = os.path.join(DATA, 'align_普陀山图片_with_MKG.csv')
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-                  '--disable-component-update', '--disable-sync']
-PROBE = ("<script>window.addEventListener('load', function () {"
-         "document.querySelectorAll('img').forEach(function (im) {"
-         "im.setAttribute('data-loaded', im.complete && im.naturalWidth > 0 ? '1' : '0');"
-         "im.setAttribute('data-natural-width', String(im.naturalWidth)); });"
-         "document.body.setAttribute('data-probe', 'done'); });</script>")
 
 
 def _local_csv(tmp_path):

@@ -11,14 +11,8 @@ import pytest
 from PIL import Image
 
 from common.gallery import GT_COLOR, PAD, ROW_HEAD_H, THUMB, TITLE_H, sheet_size, write_gallery
+from tests.browser import CHROMIUM_FLAGS, PROBE
 
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-                  '--disable-component-update', '--disable-sync']
-PROBE = ("<script>window.addEventListener('load', function () {"
-         "document.querySelectorAll('img').forEach(function (im) {"
-         "im.setAttribute('data-loaded', im.complete && im.naturalWidth > 0 ? '1' : '0');"
-         "im.setAttribute('data-natural-width', String(im.naturalWidth)); });"
-         "document.body.setAttribute('data-probe', 'done'); });</script>")
 
 
 def _photo(path, width, color):

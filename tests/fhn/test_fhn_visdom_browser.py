@@ -1,7 +1,6 @@
 """Live plots offline: the port's visdom server (npm assets) + headless Chromium sees the
 loss window drawn while a short training run is going on."""
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,11 +10,9 @@ import time
 import pytest
 
 from fhn.scripts.visdom_server import assets_ready, default_cache_dir
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS as FLAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -2,7 +2,6 @@
 the shown outfits toward the liked style, and every image of every page load is loaded."""
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -10,10 +9,8 @@ import urllib.request
 import pytest
 
 from fhn.web.demo_data import demo_paths, item_styles, start_server, stop_server
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS as FLAGS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # the demo net (D=16, 5 epochs from a random AlexNet) separates style 1 from style 2 best; its
 # codes hardly tell styles 0 and 3 apart (fhn/README.md, Web recommender)
 LIKE, DISLIKE = 1, 2
