@@ -1,11 +1,8 @@
 """Training steps of both stages (upstream ships no training loop; each choice is documented in
 avas/README.md "Training"): one epoch of ALIGN (CLIP + MKG) or ranking (RankNet) updates, the
 atomic checkpoint writes, and the RNG state that makes --resume continue exactly."""
-import io
 import logging
 import os
-import shutil
-import sys
 import time
 
 import torch
@@ -18,7 +15,7 @@ from avas.loss import pair_softmax, rank_sigmoid_loss
 from avas.tokenization import tokenize, vocab_fingerprint
 from common import logger
 from common.atomic import atomic_open
-from common.checkpoint import load_checkpoint
+from common.checkpoint import copy_to_best, load_checkpoint
 from common.errors import InputError
 from common.progress import progress
 from common.runtime import autocast, distributed_sampler, make_generator
@@ -27,37 +24,14 @@ from common.runtime import set_rng_state as common_set_rng_state
 from common.safeio import NonFiniteError, all_finite, check_finite
 
 log = logging.getLogger('avas')
-PAUSE_ENV = 'XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE'  # test hook: '<file name>' pauses mid-write of that file
-
-
-def _write_bytes(f, data, path):
-    """Write data; under the test hook, write half, announce it and sleep (a kill -9 lands here)."""
-    if os.environ.get(PAUSE_ENV) == os.path.basename(path):
-        f.write(data[:len(data) // 2])
-        f.flush()
-        print('test hook: paused in atomic write of %s' % path, file=sys.stderr, flush=True)
-        time.sleep(600)
-    f.write(data)
 
 
 def save_atomic(obj, path):
     """torch.save(obj) to path via a temp file + rename: a kill leaves the old or the new file."""
     if isinstance(obj, dict) and not all_finite(obj):
         raise NonFiniteError('%s: refusing to save non-finite weights' % path)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
     with atomic_open(path, 'wb') as f:
-        _write_bytes(f, buffer.getvalue(), path)
-
-
-def copy_atomic(src, dst):
-    """shutil.copyfile, atomically (the recall script's align_model.pth is never left truncated).
-    common.checkpoint.copy_to_best does the same copy; this one also honours the kill -9 test hook."""
-    with open(src, 'rb') as f:
-        data = f.read()
-    with atomic_open(dst, 'wb') as f:
-        _write_bytes(f, data, dst)
-    shutil.copymode(src, dst)
+        torch.save(obj, f)
 
 
 def rng_state(generator=None):
@@ -205,7 +179,7 @@ def save_align_epoch(save_dir, model_name, model, optimizer, scaler, generator, 
             model_name, step, epoch_loss, meters.meters['loss_clip'].avg, meters.meters['loss_mkg'].avg))
         save_atomic({'epoch': epoch, 'min_loss': min_loss, 'state_dict': model.state_dict(),
                      'vocab_fingerprint': fingerprint}, best_path)
-        copy_atomic(best_path, os.path.join(save_dir, 'align_model.pth'))
+        copy_to_best(best_path, os.path.join(save_dir, 'align_model.pth'))
         log.info('save model to %s', best_path)
     save_atomic({'epoch': epoch, 'step': step, 'min_loss': min_loss, 'best_path': best_path,
                  'state_dict': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),

@@ -1,13 +1,35 @@
 """Atomic file writes (temp file beside the target, fsync, rename), without heavy imports."""
 import contextlib
 import os
+import sys
 import tempfile
+import time
+
+# Test hook (the kill -9 tests): XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE=<file name>[@<n>] stops the n-th
+# (default: first) atomic write of a file with that name after its data and before the rename,
+# says so on stderr and sleeps, so a test can kill the process inside the write window.
+PAUSE_ENV = 'XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE'
+PAUSE_MESSAGE = 'test hook: paused in the atomic write of'
+_writes_seen = {}
 
 
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _pause_for_tests(path):
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition('@')
+    if name != os.path.basename(path):
+        return
+    _writes_seen[name] = _writes_seen.get(name, 0) + 1
+    if _writes_seen[name] == int(nth or 1):
+        print('%s %s' % (PAUSE_MESSAGE, path), file=sys.stderr, flush=True)
+        time.sleep(600)
 
 
 @contextlib.contextmanager
@@ -23,6 +45,7 @@ def atomic_open(path, mode='wb'):
             yield f
             f.flush()
             os.fsync(f.fileno())
+            _pause_for_tests(path)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:

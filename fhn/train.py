@@ -9,7 +9,7 @@ TensorBoard.
 import logging
 import os
 import warnings
-from time import sleep, time
+from time import time
 
 import numpy as np
 import torch
@@ -27,10 +27,6 @@ from fhn.model import load_weights, to_device
 from fhn.tracer import GroupPlotTracer, Tracer
 
 LOGGER = logging.getLogger(__name__)
-
-# test hook: with this set to a file path, every checkpoint write touches that file and then
-# sleeps inside the atomic write (temp file written, not yet renamed), so a test can kill -9 there
-PAUSE_ENV = "XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE"
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "Adamax": torch.optim.Adamax}
 SCHEDULERS = {
@@ -280,11 +276,6 @@ class FashionNetSolver(object):
                                  "the learning rate" % (path, self.last_epoch))
         with atomic_open(path, "wb") as f:
             torch.save(state, f)
-            pause_file = os.environ.get(PAUSE_ENV)
-            if pause_file:
-                with open(pause_file, "a") as marker:
-                    marker.write(path + "\n")
-                sleep(60)
 
     def save_net(self, label):
         if not self.is_main:

@@ -27,10 +27,6 @@ MODEL_FLAGS = ('word_dim', 'embed_size', 'img_dim', 'no_imgnorm', 'no_txtnorm', 
                'd_model', 'score_agg', 'HIDDEN_SIZE', 'DROPOUT_R', 'FLAT_MLP_SIZE', 'FLAT_GLIMPSES',
                'FLAT_OUT_SIZE', 'fix_topk')
 SPECIAL_WORDS = ('<pad>', '<start>', '<end>', '<unk>')
-# test hook, "SECONDS[@N]": sleep inside the N-th (default every) atomic checkpoint write of the
-# run, after the data and before the rename, so a test can kill -9 the run in that window
-PAUSE_ENV = 'XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE'
-_checkpoint_writes = [0]
 
 
 def load_answer(path):
@@ -274,18 +270,8 @@ def save_hsl_checkpoint(state, is_best, filename='checkpoint.pth.tar', path=''):
     target = os.path.join(path, filename)
     with atomic_open(target, 'wb') as f:
         torch.save(state, f)
-        _test_pause(target)
     if is_best:
         copy_to_best(target, os.path.join(path, 'model_best.pth.tar'))
-
-
-def _test_pause(target):
-    _checkpoint_writes[0] += 1
-    seconds, _, nth = os.environ.get(PAUSE_ENV, '').partition('@')
-    if seconds and float(seconds) > 0 and (not nth or int(nth) == _checkpoint_writes[0]):
-        seconds = float(seconds)
-        print('=> test hook: pausing %.1f s inside the atomic write of %s' % (seconds, target), flush=True)
-        time.sleep(seconds)
 
 
 def train_epochs(opt, info, model, vocab, train_loader, val_set, answer, start_epoch, best_nDCG, argv):

@@ -1,7 +1,6 @@
 """The training loop shared by lhsc/train.py (LHSC, or SGRAF with --model SGRAF) and
 lhsc/sgraf/train.py (SGRAF's own flags): epochs, validation on dev, checkpoints, --resume."""
 import glob
-import io
 import logging
 import os
 import re
@@ -23,8 +22,6 @@ from lhsc import data
 from lhsc.errors import LhscInputError
 from lhsc.evaluation import encode_data, i2t, resolve_vocab_file, shard_attn_scores, t2i
 from lhsc.model import architecture, build_model
-
-PAUSE_ENV = 'XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE'  # test hook: "<file name>" pauses 60 s mid-write
 
 
 def vocab_fingerprint(vocab):
@@ -176,16 +173,8 @@ def save_checkpoint(state, is_best, filename='checkpoint.pth.tar', prefix=''):
     A kill at any moment leaves the old or the new complete file (and a temp file that the next
     start removes)."""
     path = prefix + filename
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
     with atomic_open(path, 'wb') as f:
-        f.write(payload[:len(payload) // 2])
-        if os.environ.get(PAUSE_ENV) == filename:  # test hook: hold the write window open
-            f.flush()
-            print('paused in the atomic write of %s' % path, flush=True)
-            time.sleep(60)
-        f.write(payload[len(payload) // 2:])
+        torch.save(state, f)
     if is_best:
         copy_to_best(path, prefix + 'model_best.pth.tar')
 

@@ -1,7 +1,6 @@
 """M2HSE checkpoint files: loading (upstream's and ours, allow-listed), checks that a checkpoint fits
 the model, level and vocabulary, and the atomic per-epoch save of upstream train_*.py:116-136."""
 import os
-import time
 
 import torch
 
@@ -14,7 +13,6 @@ from common.vocab import Vocabulary
 UPSTREAM_ALIASES = {'vocab.Vocabulary': Vocabulary}  # upstream pickled its own vocab class path
 REQUIRED_KEYS = ('model', 'opt')
 LEVEL_PREFIXES = ('global_', 'local_')
-PAUSE_ENV = 'XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE'  # test hook: seconds to sleep before the rename
 
 
 def vocab_fingerprint(vocab):
@@ -89,17 +87,7 @@ def load_weights(model, state_dict, path):
                          '(different --vocab_path, embed_size or feature dims?): %s' % (path, detail)) from None
 
 
-def _pause_for_tests():
-    """Tests set PAUSE_ENV to kill -9 the process while a checkpoint is half written."""
-    seconds = float(os.environ.get(PAUSE_ENV, '0') or 0)
-    if seconds > 0:
-        print('pausing %.0f s inside an atomic write (%s)' % (seconds, PAUSE_ENV), flush=True)
-        time.sleep(seconds)
-
-
 def save_atomic(state, path):
     """torch.save into a temp file beside `path`, renamed over it only once complete."""
     with atomic_open(path, 'wb') as f:
         torch.save(state, f)
-        f.flush()
-        _pause_for_tests()

@@ -15,6 +15,7 @@ import torch
 from avas.align_model import ALIGN
 from avas.formats import RECORD_SEP, read_ranking_lines
 from avas.poi_tables import IMG_VEC_TABLE, NAME_VEC_TABLE, build_poi_vector_tables
+from common.atomic import PAUSE_ENV, PAUSE_MESSAGE
 from tests.avas.avas_testlib import PHOTOS, PIC_NUM, REPO, VAL_CSV, fill_deterministic, make_small_bert
 
 POIS = [('10060', '北海海底世界'), ('10061', '普陀山')]
@@ -297,12 +298,12 @@ def test_malicious_checkpoint_runs_nothing(env, tmp_path):
 # ------------------------------------------------------------------ kill -9, then resume
 def _kill_in_write(cmd, env_extra, target, cwd):
     """Start cmd with the pause hook on `target`'s name, kill -9 it inside the atomic write."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', XMODAL_PROGRESS='0', XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE=os.path.basename(target),
-               **env_extra)
+    env = dict(os.environ, OMP_NUM_THREADS='1', XMODAL_PROGRESS='0', **env_extra)
+    env[PAUSE_ENV] = os.path.basename(target)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     deadline = time.time() + 240
     for line in proc.stderr:
-        if 'paused in atomic write of' in line:
+        if PAUSE_MESSAGE in line:
             break
         assert time.time() < deadline
     proc.send_signal(signal.SIGKILL)
@@ -314,7 +315,7 @@ def test_align_model_copy_killed_mid_write_keeps_the_old_file(tmp_path):
     old, new = tmp_path / 'align_model.pth', tmp_path / 'best.pth'
     old.write_bytes(b'old complete model' * 1000)
     new.write_bytes(b'new complete model' * 1000)
-    code = 'from avas.training import copy_atomic; copy_atomic(%r, %r)' % (str(new), str(old))
+    code = 'from common.checkpoint import copy_to_best; copy_to_best(%r, %r)' % (str(new), str(old))
     _kill_in_write([sys.executable, '-c', code], {}, str(old), REPO)
     assert old.read_bytes() == b'old complete model' * 1000  # the old file, whole
     leftovers = [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]

@@ -6,13 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from common.atomic import PAUSE_ENV, PAUSE_MESSAGE
 from fhn.fingerprint import saved_fingerprint, stamp
 from fhn.make_demo_data import make_data
 from fhn.model import FashionNet
@@ -338,17 +338,12 @@ def test_kill_during_checkpoint_write_keeps_old_file_and_resume_is_exact(work):
     solver = work / "ck" / "run_latest.solver"
     before = solver.read_bytes()
     resume = write_cfg(work, "train", name="resume.yaml", resume="ck/run_latest.solver")
-    marker = work / "paused"
-    env = dict(os.environ, XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE=str(marker), XMODAL_PROGRESS="0")
+    env = dict(os.environ, XMODAL_PROGRESS="0", **{PAUSE_ENV: solver.name})
     env.pop("PYTHONPATH", None)
     proc = subprocess.Popen([sys.executable, RUN, "train", "--cfg", resume, "--no_visdom", "--seed", "0"],
-                            cwd=str(work), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=str(work), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(1200):
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert marker.exists(), "training never reached a checkpoint write"
+        assert any(PAUSE_MESSAGE in line for line in proc.stderr), "training never reached a checkpoint write"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.atomic import PAUSE_ENV, PAUSE_MESSAGE
 from common.checkpoint import load_checkpoint
 from hsl import parse_dataset
 from hsl.data import load_vocab
@@ -333,18 +334,16 @@ def test_kill_during_checkpoint_write_keeps_the_last_one_and_resume_is_exact(dat
 
     # same run, killed while the epoch-2 checkpoint is written (after its data, before the rename)
     logger = tmp_path / 'run'
-    stderr = open(tmp_path / 'killed.err', 'w')
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'hsl', 'main.py')] +
                             [str(a) for a in train_args(data, logger, '--num_epochs', '2')],
-                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=stderr, text=True,
-                            env=script_env(XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE='60@2'))
+                            cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=script_env(**{PAUSE_ENV: 'checkpoint.pth.tar@2'}))
     deadline = time.time() + 120
-    for line in proc.stdout:
-        if 'test hook: pausing' in line or time.time() > deadline:
+    for line in proc.stderr:
+        if PAUSE_MESSAGE in line or time.time() > deadline:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    stderr.close()
     assert proc.returncode == -signal.SIGKILL
     leftovers = [n for n in os.listdir(logger) if n.startswith('.checkpoint.pth.tar.') and n.endswith('.tmp')]
     assert len(leftovers) == 1  # the interrupted write

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from common.atomic import PAUSE_ENV, PAUSE_MESSAGE
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(REPO, 'tests', 'lhsc', 'data')
 UPSTREAM = os.path.join(DATA, 'upstream')
@@ -167,12 +169,12 @@ def test_kill_during_checkpoint_write_keeps_files_and_resumes_exactly(tmp_path):
 
     straight = subprocess.run(argv('straight'), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=180)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    env = dict(ENV, XMODAL_TEST_PAUSE_IN_ATOMIC_WRITE='checkpoint_1.pth.tar')
-    proc = subprocess.Popen(argv('killed'), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    env = dict(ENV, **{PAUSE_ENV: 'checkpoint_1.pth.tar'})
+    proc = subprocess.Popen(argv('killed'), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 150
-    for line in proc.stdout:  # wait until the write window is open
-        if 'paused in the atomic write' in line or time.time() > deadline:
+    for line in proc.stderr:  # wait until the write window is open
+        if PAUSE_MESSAGE in line or time.time() > deadline:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from common.atomic import PAUSE_ENV, PAUSE_MESSAGE
 from common.checkpoint import load_checkpoint, save_checkpoint
 from m2hse import make_demo_data, train_global
-from m2hse.checkpoints import PAUSE_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -262,10 +262,10 @@ def test_kill_during_checkpoint_write_keeps_the_last_one_and_resume_is_exact(wor
     cmd = [sys.executable, os.path.join(REPO, 'm2hse', 'train_global.py')] + common + \
         ['--logger_name', 'b', '--model_name', 'b', '--num_epochs', '2', '--resume', 'b/model.pth.tar']
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(ENV, **{PAUSE_ENV: '60'}))
+                            env=dict(ENV, **{PAUSE_ENV: 'model.pth.tar'}))
     deadline = time.time() + 120
     for line in proc.stdout:  # the epoch-2 checkpoint is being written when this line appears
-        if 'pausing' in line and PAUSE_ENV in line:
+        if PAUSE_MESSAGE in line:
             break
         assert time.time() < deadline
     os.kill(proc.pid, signal.SIGKILL)
