@@ -6,7 +6,9 @@ scores, BatchNorm running statistics and gradients (tests/lhsc/test_lhsc_vectori
 tests/lhsc/test_lhsc_train_step.py against the original code).
 
 * Captions of equal length are scored together against all images: no word is padded, so every
-  step is upstream's operation on a larger batch (no masks). SAF's BatchNorm keeps each caption's
+  step is upstream's operation on a larger batch (no masks). TextSA alone runs caption by caption
+  in upstream's order, so its dropout masks are upstream's: with dropout on, the scores equal
+  upstream's loop under the same seed. SAF's BatchNorm keeps each caption's
   own statistics (upstream calls it once per caption over Ni x (n+1) values), and its running
   statistics are updated caption by caption in the batch's caption order.
 * The local alignment W((l2norm(attn @ V) - q)^2) + b, the bulk of the work, is one autograd
@@ -32,6 +34,12 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
     """(Ni, Nc) scores of `EncoderSimilarity` (any mode), differentiable; equal to sim_enc(...)."""
     n_img, n_cap = img_emb.size(0), cap_emb.size(0)
     img_glo = sim_enc.v_global_w(img_emb, torch.mean(img_emb, 1))   # upstream: images before captions
+    # TextSA caption by caption, in caption order as upstream's loop: the same dropout masks drawn
+    # in the same order, so training equals upstream's with dropout on too
+    cap_glo_all = []
+    for j, n in enumerate(cap_lens):
+        cap = cap_emb[j:j + 1, :int(n)]
+        cap_glo_all.append(sim_enc.t_global_w(cap, torch.mean(cap, 1)))
     groups = OrderedDict()
     for j, n in enumerate(cap_lens):
         groups.setdefault(int(n), []).append(j)
@@ -41,7 +49,7 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
             cap = cap_emb[idx[0]:idx[-1] + 1, :n_word]                                        # (Nb, n, E)
         else:
             cap = cap_emb.index_select(0, torch.as_tensor(idx, device=cap_emb.device))[:, :n_word]
-        cap_glo = sim_enc.t_global_w(cap, torch.mean(cap, 1))
+        cap_glo = torch.cat([cap_glo_all[j] for j in idx])
         sim_glo = l2norm(sim_enc.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)), dim=-1)
         attn = word_region_attention(img_emb, cap)                                            # (Ni, Nb*n, 36)
         local = LocalAlignment.apply(attn, img_emb, cap.reshape(-1, cap.size(-1)),

@@ -117,6 +117,32 @@ def test_train_mode_matches_reference_stats_and_gradients(make_opt, model, head,
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6 * scale), name
 
 
+@pytest.mark.parametrize('lens', [[6, 6, 4, 3, 2], [3, 6, 2, 6, 3]])
+@pytest.mark.parametrize('model,head', HEADS)
+def test_train_mode_with_dropout_draws_upstreams_masks(make_opt, model, head, lens):
+    """Dropout on (p 0.4 in VisualSA/TextSA): under the same seed fasttrain draws upstream's masks in
+    upstream's order, so scores and gradients equal the loop's, and the stream ends in the same state."""
+    wrapper = random_model(make_opt, model, head)
+    wrapper.train_start()
+    img, cap = random_embeddings(5, lens, seed=6)
+    loop_enc, fast_enc = copy.deepcopy(wrapper.sim_enc), copy.deepcopy(wrapper.sim_enc)
+    torch.manual_seed(11)
+    ref = loop_enc.forward_loop(img, cap, lens)
+    after_ref = torch.rand(1)
+    torch.manual_seed(11)
+    fast = fasttrain.scores(fast_enc, img, cap, lens)
+    assert torch.rand(1) == after_ref
+    torch.manual_seed(12)
+    other = fasttrain.scores(copy.deepcopy(wrapper.sim_enc), img, cap, lens)
+    assert (other - ref).abs().max().item() > 1e-3      # the masks matter at this size
+    assert (fast - ref).abs().max().item() <= 1e-5
+    (ref * torch.arange(25.).view(5, 5)).sum().backward()
+    (fast * torch.arange(25.).view(5, 5)).sum().backward()
+    scale = max(p.grad.abs().max().item() for p in loop_enc.parameters())
+    for (name, p), q in zip(loop_enc.named_parameters(), fast_enc.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6 * scale), name
+
+
 @pytest.mark.parametrize('gemm', gemms.CHOICES)
 def test_wide_embeddings_pass_equals_reference(make_opt, gemm):
     """E=512, S=128: sizes where oneDNN / MKL pick their blocked AVX kernels, not tiny-case paths."""
