@@ -2,8 +2,9 @@
 
     python bench/lhsc_train.py [--batch_size 128 --head LHSC --threads 2 --rounds 1]
 
-"Upstream" is a faithful copy of upstream's training step: the same encoders, and the similarity
-head as upstream's per-caption loop (EncoderSimilarity.forward in lhsc/model.py, upstream
+"Upstream" is a faithful copy of upstream's training step: the same weights, IM_GCN as upstream's
+nine separate Conv1d calls (upstream libs/img_gcn.py; the port fuses them into three matmuls), and
+the similarity head as upstream's per-caption loop (EncoderSimilarity.forward in lhsc/model.py, upstream
 model.py:279-318: each caption at its own length, repeated against all images, SCAN_attention with
 its transposed copies), run through the wrapper with `reference=True`. Each step runs in its own
 subprocess (random batch, seed 0, dropout off so the losses can be compared), which reports the
@@ -28,8 +29,24 @@ import time
 import numpy as np
 import torch
 
+from lhsc.libs.img_gcn import IM_GCN
 from lhsc.model import build_model
 from lhsc.opts import build_parser
+
+def upstream_im_gcn(block):
+    """Upstream IM_GCN.forward (libs/img_gcn.py) on the port's block: its op order, one Conv1d per head."""
+    def forward(v):
+        batch, quarter = v.size(0), block.inter_channels // 4
+        g_v = block.g(v).view(batch, block.inter_channels, -1).permute(0, 2, 1)
+        a = torch.cat([c(v).view(batch, quarter, -1) for c in (block.theta, block.theta1, block.theta2, block.theta3)], 1)
+        a = block.fc1(a.permute(0, 2, 1))
+        b = torch.cat([c(v).view(batch, quarter, -1) for c in (block.phi, block.phi1, block.phi2, block.phi3)], 1)
+        b = block.fc2(b.permute(0, 2, 1)).permute(0, 2, 1)
+        relation = torch.matmul(a, b)
+        y = torch.matmul(relation / relation.size(-1), g_v).permute(0, 2, 1).contiguous()
+        return block.W(y.view(batch, block.inter_channels, *v.size()[2:])) + v
+    return forward
+
 
 METHODS = {'upstream': 'upstream loop (faithful copy)', 'port': 'port (lhsc/fasttrain.py)'}
 
@@ -43,6 +60,10 @@ def worker(args):
     opt.model, opt.module_name = ('LHSC', 'SAF') if args.head == 'LHSC' else ('SGRAF', args.head)
     torch.manual_seed(0)
     model = build_model(opt, reference=args.worker == 'upstream')
+    if args.worker == 'upstream':
+        for m in model.img_enc.modules():
+            if isinstance(m, IM_GCN):
+                m.forward = upstream_im_gcn(m)
     for enc in (model.img_enc, model.txt_enc, model.sim_enc):
         for m in enc.modules():
             if isinstance(m, torch.nn.Dropout):
