@@ -15,7 +15,8 @@ tests/lhsc/test_lhsc_train_step.py against the original code).
   Function (`LocalAlignment`): forward runs it a few images at a time and keeps only its inputs;
   backward recomputes the (rows x E) context and difference per chunk. Upstream's loop keeps about
   three (Ni, n, E) tensors per caption for backward (2.4 GB at batch 128, E 1024), this keeps
-  none, and its elementwise passes run on cache-sized chunks.
+  none, and its elementwise passes run on cache-sized chunks. Its large products go through
+  `lhsc.gemm` (oneDNN for float32 on CPU, torch's ops otherwise; both IEEE float32).
 """
 from collections import OrderedDict
 
@@ -23,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from common.runtime import all_gather_cat
+from lhsc import gemm as gemms
 from lhsc.model import l1norm, l2norm
 
 SMOOTH = 9.0      # upstream's SCAN_attention(smooth=9.0)
-CHUNK_ROWS = 512  # (image, word) rows per chunk of LocalAlignment: a few (rows x E) float32 tensors in cache
+CHUNK_ROWS = 1024 # (image, word) rows per chunk of LocalAlignment: a few (rows x E) float32 tensors in cache
 EPS = 1e-8        # upstream's l2norm eps
 
 
@@ -36,19 +38,17 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
     img_glo = sim_enc.v_global_w(img_emb, torch.mean(img_emb, 1))   # upstream: images before captions
     # TextSA caption by caption, in caption order as upstream's loop: the same dropout masks drawn
     # in the same order, so training equals upstream's with dropout on too
+    rows = cap_emb.unbind(0)  # one backward op for every caption's words (not a full-size gradient per slice)
     cap_glo_all = []
     for j, n in enumerate(cap_lens):
-        cap = cap_emb[j:j + 1, :int(n)]
+        cap = rows[j][:int(n)].unsqueeze(0)
         cap_glo_all.append(sim_enc.t_global_w(cap, torch.mean(cap, 1)))
     groups = OrderedDict()
     for j, n in enumerate(cap_lens):
         groups.setdefault(int(n), []).append(j)
     blocks, order, stats = [], [], []
     for n_word, idx in groups.items():
-        if idx[-1] - idx[0] == len(idx) - 1:   # training batches are sorted by length: a slice
-            cap = cap_emb[idx[0]:idx[-1] + 1, :n_word]                                        # (Nb, n, E)
-        else:
-            cap = cap_emb.index_select(0, torch.as_tensor(idx, device=cap_emb.device))[:, :n_word]
+        cap = torch.stack([rows[j][:n_word] for j in idx])                                   # (Nb, n, E)
         cap_glo = torch.cat([cap_glo_all[j] for j in idx])
         sim_glo = l2norm(sim_enc.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)), dim=-1)
         attn = word_region_attention(img_emb, cap)                                            # (Ni, Nb*n, 36)
@@ -143,11 +143,13 @@ class LocalAlignment(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, attn, regions, words, weight, bias):
-        ctx.save_for_backward(attn, regions, words, weight)
+        gemm = gemms.select('onednn', attn.device, attn.dtype)
+        packed = gemm.pack(weight)
         out = attn.new_empty(attn.size(0), attn.size(1), weight.size(0))
         for i, j in _image_chunks(attn.size(0), attn.size(1)):
             diff = _context(attn[i:j], regions[i:j], words)[3]
-            out[i:j] = F.linear(diff.square_(), weight, bias)
+            out[i:j] = gemm.linear(diff.square_().view(-1, diff.size(-1)), packed, bias).view(j - i, -1, weight.size(0))
+        ctx.save_for_backward(attn, regions, words, weight)
         return out
 
     @staticmethod
@@ -156,11 +158,13 @@ class LocalAlignment(torch.autograd.Function):
         grad = grad.contiguous()
         g_attn, g_regions = torch.empty_like(attn), torch.empty_like(regions)
         g_words, g_weight = torch.zeros_like(words), torch.zeros_like(weight)
+        gemm = gemms.select('onednn', attn.device, attn.dtype)
+        packed_t = gemm.pack(weight.t())                               # g @ W as a linear map
         for i, j in _image_chunks(attn.size(0), attn.size(1)):
             context, norm, denom, diff = _context(attn[i:j], regions[i:j], words)
             g = grad[i:j]
             g_weight.addmm_(g.reshape(-1, g.size(-1)).t(), diff.square().reshape(-1, diff.size(-1)))
-            g_unit = torch.matmul(g, weight).mul_(diff).mul_(2)        # d/d l2norm(c); -(it) for q
+            g_unit = gemm.linear(g.view(-1, g.size(-1)), packed_t).view(diff.shape).mul_(diff).mul_(2)  # d/d l2norm(c)
             g_words.sub_(g_unit.sum(0))
             # through l2norm (upstream: c / (|c| + eps)): g/(|c|+eps) - c (g.c) / ((|c|+eps)^2 |c|)
             dot = (g_unit * context).sum(-1, keepdim=True)

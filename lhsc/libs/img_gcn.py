@@ -6,13 +6,6 @@ The BatchNorm's weight and bias start at 0, so every block is the identity at in
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
-
-
-def pointwise(conv, v):
-    """A kernel-size-1 Conv1d as a matmul over channels (same weights; much faster on CPU than
-    mkldnn's convolution for 36 positions). v: (B, C_in, N) -> (B, C_out, N)."""
-    return F.linear(v.transpose(1, 2), conv.weight.squeeze(-1), conv.bias).transpose(1, 2)
 
 
 class IM_GCN(nn.Module):
@@ -57,19 +50,14 @@ class IM_GCN(nn.Module):
         # upstream defines an Xavier init_weights() for fc1/fc2 but never calls it (quirk 14): kept.
 
     def forward(self, v):
-        """v: (B, C, N regions) -> (B, C, N)."""
-        x = v.transpose(1, 2)                                              # (B, N, C)
-        g_v = F.linear(x, self.g.weight.squeeze(-1), self.g.bias)          # (B, N, C)
-        # the four theta (phi) 1x1 convs concatenated on channels = one linear with stacked weights
-        thetas = (self.theta, self.theta1, self.theta2, self.theta3)
-        phis = (self.phi, self.phi1, self.phi2, self.phi3)
-        a = F.linear(x, torch.cat([c.weight.squeeze(-1) for c in thetas]), torch.cat([c.bias for c in thetas]))
-        a = self.fc1(a)                                                    # (B, N, C)
-        b = F.linear(x, torch.cat([c.weight.squeeze(-1) for c in phis]), torch.cat([c.bias for c in phis]))
-        b = self.fc2(b).transpose(1, 2)                                    # (B, C, N)
+        """v: (B, C, N regions) -> (B, C, N), upstream's op order (one Conv1d per head)."""
+        batch, quarter = v.size(0), self.inter_channels // 4
+        g_v = self.g(v).view(batch, self.inter_channels, -1).permute(0, 2, 1)             # (B, N, C)
+        a = torch.cat([c(v).view(batch, quarter, -1) for c in (self.theta, self.theta1, self.theta2, self.theta3)], 1)
+        a = self.fc1(a.permute(0, 2, 1))                                                    # (B, N, C)
+        b = torch.cat([c(v).view(batch, quarter, -1) for c in (self.phi, self.phi1, self.phi2, self.phi3)], 1)
+        b = self.fc2(b.permute(0, 2, 1)).permute(0, 2, 1)                                   # (B, C, N)
         relation = torch.matmul(a, b)
-        relation = relation / relation.size(-1)                            # divide by N, no softmax
-        y = torch.matmul(relation, g_v).transpose(1, 2)                    # (B, C, N)
-        if isinstance(self.W, nn.Sequential):
-            return self.W[1](pointwise(self.W[0], y)) + v
-        return pointwise(self.W, y) + v
+        relation = relation / relation.size(-1)                                             # divide by N, no softmax
+        y = torch.matmul(relation, g_v).permute(0, 2, 1).contiguous()                       # (B, C, N)
+        return self.W(y.view(batch, self.inter_channels, *v.size()[2:])) + v
