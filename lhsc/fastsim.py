@@ -18,6 +18,8 @@ pins the two together, and against a float64 evaluation on ill-conditioned cases
   IEEE float32). With oneDNN the context, squared difference and projection run image by image,
   so the (words x E) difference stays in cache.
 """
+from typing import Any, List, NamedTuple, Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,6 +30,20 @@ from lhsc.model import l2norm
 SMOOTH = 9.0  # upstream's SCAN_attention(smooth=9.0)
 TAU = 0.1     # Gram form trusted where |c| >= TAU * sum_r attn_r |v_r|: relative error <~ eps / (2 TAU^2)
 PAIRS_F64 = 64  # (image, caption) pairs per float64 recomputation chunk
+
+
+class ImageSide(NamedTuple):
+    """What the pass needs of a tile of images, computed once and reused for every caption chunk."""
+    emb: torch.Tensor            # (Ni, 36, E) region embeddings
+    gemm: Any                    # the lhsc.gemm products
+    glo: torch.Tensor            # (Ni, E) VisualSA global vectors
+    gram: torch.Tensor           # (Ni, 36, 36) V V^T
+    norms: torch.Tensor          # (Ni, 36, 1) region norms
+    tranloc: Any                 # sim_tranloc_w.weight, packed
+    tranglo: Any                 # sim_tranglo_w.weight, packed
+    regions: Optional[Any]       # gemm.per_image: regions as (Ni*36, E), packed
+    regions_t: Optional[List]    # gemm.per_image: Ni x (E, 36), packed
+    sgr: Optional[List]          # SGR head: `_sgr_step` of each GraphReasoning
 
 
 def scores(sim_enc, img_emb, cap_emb, cap_lens, gemm=None, img_glo=None, cap_glo=None, image_side=None):
@@ -43,13 +59,13 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens, gemm=None, img_glo=None, cap_glo
         cap, word_mask = masked_words(cap_emb, lens)
         side = image_side if image_side is not None else _image_side(sim_enc, img_emb, gemm, img_glo)
         if cap_glo is None:
-            cap_glo = caption_globals(sim_enc, cap, lens, gemm=side['gemm'])
-        sim_glo = torch.pow(side['glo'].unsqueeze(1) - cap_glo.unsqueeze(0), 2)             # (Ni, Nc, E)
-        sim_glo = side['gemm'].linear(sim_glo.view(-1, sim_glo.size(-1)), side['tranglo'], sim_enc.sim_tranglo_w.bias)
+            cap_glo = caption_globals(sim_enc, cap, lens, gemm=side.gemm)
+        sim_glo = torch.pow(side.glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)             # (Ni, Nc, E)
+        sim_glo = side.gemm.linear(sim_glo.view(-1, sim_glo.size(-1)), side.tranglo, sim_enc.sim_tranglo_w.bias)
         sim_glo = l2norm(sim_glo.view(img_emb.size(0), cap.size(0), -1), dim=-1)            # (Ni, Nc, S)
         sim_loc = _local_alignments(sim_enc, side, cap, word_mask)
         if sim_enc.head == 'SGR':
-            sim_vec = _sgr(side['sgr'], sim_glo, sim_loc, word_mask, side['gemm'])
+            sim_vec = _sgr(side.sgr, sim_glo, sim_loc, word_mask, side.gemm)
         else:
             sim_vec = _saf(sim_enc.saf, sim_glo, sim_loc, word_mask)
         return sim_enc.sigmoid(sim_enc.sim_eval_w(sim_vec)).squeeze(-1)
@@ -71,26 +87,24 @@ def caption_globals(sim_enc, cap_emb, cap_lens, gemm=None):
 
 
 def image_side(sim_enc, img_emb, gemm=None, img_glo=None):
-    """What the pass needs of a tile of images, computed once and reused for every caption chunk:
-    global vectors, 36x36 Gram matrices, region norms and (oneDNN) packed region matrices."""
+    """`ImageSide` of a tile of images: global vectors, 36x36 Gram matrices, region norms and
+    (oneDNN) packed region matrices, computed once and reused for every caption chunk."""
     with torch.no_grad():
         return _image_side(sim_enc, img_emb, gemm, img_glo)
 
 
 def _image_side(sim_enc, img_emb, gemm, img_glo):
     gemm = gemm or TorchGemm
-    side = {'emb': img_emb, 'gemm': gemm,
-            'glo': image_globals(sim_enc, img_emb, gemm) if img_glo is None else img_glo,
-            'gram': torch.bmm(img_emb, img_emb.transpose(1, 2)),                           # (Ni, 36, 36)
-            'norms': torch.linalg.vector_norm(img_emb, dim=-1).unsqueeze(2),                # (Ni, 36, 1)
-            'tranloc': gemm.pack(sim_enc.sim_tranloc_w.weight),
-            'tranglo': gemm.pack(sim_enc.sim_tranglo_w.weight)}
-    if gemm.per_image:
-        side['regions'] = gemm.pack(img_emb.reshape(-1, img_emb.size(-1)))                   # (Ni*36, E)
-        side['regions_t'] = [gemm.pack(regions.t()) for regions in img_emb]                  # Ni x (E, 36)
-    if sim_enc.head == 'SGR':
-        side['sgr'] = [_sgr_step(step, gemm) for step in sim_enc.SGR_module]
-    return side
+    return ImageSide(
+        emb=img_emb, gemm=gemm,
+        glo=image_globals(sim_enc, img_emb, gemm) if img_glo is None else img_glo,
+        gram=torch.bmm(img_emb, img_emb.transpose(1, 2)),
+        norms=torch.linalg.vector_norm(img_emb, dim=-1).unsqueeze(2),
+        tranloc=gemm.pack(sim_enc.sim_tranloc_w.weight),
+        tranglo=gemm.pack(sim_enc.sim_tranglo_w.weight),
+        regions=gemm.pack(img_emb.reshape(-1, img_emb.size(-1))) if gemm.per_image else None,
+        regions_t=[gemm.pack(regions.t()) for regions in img_emb] if gemm.per_image else None,
+        sgr=[_sgr_step(step, gemm) for step in sim_enc.SGR_module] if sim_enc.head == 'SGR' else None)
 
 
 def _sgr_step(step, gemm):
@@ -158,12 +172,12 @@ def _word_region_attention(img_emb, cap, gemm, packed_regions=None):
 
 def _local_alignments(sim_enc, side, cap, word_mask):
     """l2norm(W((l2norm(attn @ V) - q)^2) + b) (Ni, Nc, L, S), the context norm from the Gram form."""
-    img_emb, gemm = side['emb'], side['gemm']
-    attn = _word_region_attention(img_emb, cap, gemm, side.get('regions'))
+    img_emb, gemm = side.emb, side.gemm
+    attn = _word_region_attention(img_emb, cap, gemm, side.regions)
     n_img, n_words, _ = attn.shape
     n_cap, max_len = cap.shape[:2]
-    sq_norm = (torch.bmm(attn, side['gram']) * attn).sum(-1)                                # |c|^2 (Ni, words)
-    bound = torch.bmm(attn, side['norms']).squeeze(2)                                        # >= |c|
+    sq_norm = (torch.bmm(attn, side.gram) * attn).sum(-1)                                # |c|^2 (Ni, words)
+    bound = torch.bmm(attn, side.norms).squeeze(2)                                        # >= |c|
     ill = (sq_norm < (TAU * bound) ** 2) & word_mask.reshape(1, -1)
     attn = attn.div_(sq_norm.clamp_(min=0).sqrt_().add_(1e-8).unsqueeze(-1))
     words = cap.reshape(n_words, -1)
@@ -173,10 +187,10 @@ def _local_alignments(sim_enc, side, cap, word_mask):
         sim_loc = _unit_rows(sim_enc.sim_tranloc_w(diff.square_()))
         del diff
     else:
-        weight, bias = side['tranloc'], sim_enc.sim_tranloc_w.bias
+        weight, bias = side.tranloc, sim_enc.sim_tranloc_w.bias
         sim_loc = attn.new_empty(n_img, n_words, bias.numel())
         for i in range(n_img):  # (c/|c| - q)^2 (in one pass), projected, normalised while in cache
-            diff = F.mse_loss(gemm.linear(attn[i], side['regions_t'][i]), words, reduction='none')
+            diff = F.mse_loss(gemm.linear(attn[i], side.regions_t[i]), words, reduction='none')
             proj = gemm.linear(diff, weight, bias)
             del diff
             sim_loc[i] = _unit_rows(proj)
@@ -229,11 +243,12 @@ def _sgr(steps, sim_glo, sim_loc, word_mask, gemm):
     steps: `_sgr_step` of each GraphReasoning."""
     nodes = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                                    # (Ni, Nc, L+1, S)
     key_mask = torch.cat([torch.ones_like(word_mask[:, :1]), word_mask], 1).unsqueeze(0).unsqueeze(-2)
-    shape = nodes.shape
-    for a_t, u, graph_w, graph_b in steps:
-        flat = nodes.reshape(-1, shape[-1])
-        query = gemm.linear(flat, a_t, u).view(shape)
+    last = len(steps) - 1
+    for k, (a_t, u, graph_w, graph_b) in enumerate(steps):
+        # the last step's output is read at the global node only: only its row is computed there
+        rows = nodes if k < last else nodes[:, :, :1]
+        query = gemm.linear(rows.reshape(-1, rows.size(-1)), a_t, u).view(rows.shape)
         edge = torch.matmul(query, nodes.transpose(-1, -2)).masked_fill_(~key_mask, float('-inf'))
-        edge = torch.matmul(torch.softmax(edge, dim=-1), nodes).reshape(-1, shape[-1])
-        nodes = torch.relu_(gemm.linear(edge, graph_w, graph_b)).view(shape)
+        edge = torch.matmul(torch.softmax(edge, dim=-1), nodes).reshape(-1, rows.size(-1))
+        nodes = torch.relu_(gemm.linear(edge, graph_w, graph_b)).view(rows.shape)
     return nodes[:, :, 0, :]
