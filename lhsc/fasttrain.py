@@ -6,8 +6,8 @@ scores, BatchNorm running statistics and gradients (tests/lhsc/test_lhsc_vectori
 tests/lhsc/test_lhsc_train_step.py against the original code).
 
 * Captions of equal length are scored together against all images: no word is padded, so every
-  step is upstream's operation on a larger batch (no masks). TextSA alone runs caption by caption
-  in upstream's order, so its dropout masks are upstream's: with dropout on, the scores equal
+  step is upstream's operation on a larger batch (no masks). TextSA's dropout masks are drawn
+  caption by caption in upstream's order (`caption_globals`): with dropout on, the scores equal
   upstream's loop under the same seed. SAF's BatchNorm keeps each caption's
   own statistics (upstream calls it once per caption over Ni x (n+1) values), and its running
   statistics are updated caption by caption in the batch's caption order.
@@ -36,13 +36,8 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
     """(Ni, Nc) scores of `EncoderSimilarity` (any mode), differentiable; equal to sim_enc(...)."""
     n_img, n_cap = img_emb.size(0), cap_emb.size(0)
     img_glo = sim_enc.v_global_w(img_emb, torch.mean(img_emb, 1))   # upstream: images before captions
-    # TextSA caption by caption, in caption order as upstream's loop: the same dropout masks drawn
-    # in the same order, so training equals upstream's with dropout on too
     rows = cap_emb.unbind(0)  # one backward op for every caption's words (not a full-size gradient per slice)
-    cap_glo_all = []
-    for j, n in enumerate(cap_lens):
-        cap = rows[j][:int(n)].unsqueeze(0)
-        cap_glo_all.append(sim_enc.t_global_w(cap, torch.mean(cap, 1)))
+    cap_glo_all = caption_globals(sim_enc.t_global_w, rows, [int(n) for n in cap_lens])
     groups = OrderedDict()
     for j, n in enumerate(cap_lens):
         groups.setdefault(int(n), []).append(j)
@@ -73,6 +68,24 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
         mean, var, count = (torch.cat(s).index_select(0, inverse) for s in zip(*stats))
         update_running_stats(sim_enc.saf, mean, var, count)
     return torch.cat(blocks, 1).index_select(1, inverse)
+
+
+def caption_globals(text_sa, rows, lens):
+    """TextSA (model.TextSA.forward) of each caption over its own words, as a list of (1, E).
+    Its two projections run once over all captions' words; the dropout masks are then drawn
+    caption by caption, local before global, as upstream's loop calls TextSA: the same masks."""
+    lin_l, act_l, drop_l = text_sa.embedding_local
+    lin_g, act_g, drop_g = text_sa.embedding_global
+    caps = [rows[j][:n] for j, n in enumerate(lens)]
+    means = torch.stack([cap.mean(0) for cap in caps])                                        # (Nc, E)
+    local = act_l(lin_l(torch.cat(caps))).split(lens)                                         # Nc x (n, E)
+    glob = act_g(lin_g(means)).unbind(0)
+    out = []
+    for cap, l_emb, g_emb in zip(caps, local, glob):
+        l_emb, g_emb = drop_l(l_emb.unsqueeze(0)), drop_g(g_emb.unsqueeze(0))                # (1, n, E), (1, E)
+        weights = torch.softmax(text_sa.embedding_common(l_emb * g_emb.unsqueeze(1)).squeeze(2), dim=1)
+        out.append(l2norm((weights.unsqueeze(2) * cap.unsqueeze(0)).sum(dim=1), dim=-1))
+    return out
 
 
 def word_region_attention(img_emb, cap):
