@@ -47,9 +47,8 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
         cap_glo = torch.cat([cap_glo_all[j] for j in idx])
         sim_glo = l2norm(sim_enc.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)), dim=-1)
         attn = word_region_attention(img_emb, cap)                                            # (Ni, Nb*n, 36)
-        local = LocalAlignment.apply(attn, img_emb, cap.reshape(-1, cap.size(-1)),
-                                     sim_enc.sim_tranloc_w.weight, sim_enc.sim_tranloc_w.bias)
-        sim_loc = l2norm(local, dim=-1).view(n_img, len(idx), n_word, -1)
+        sim_loc = LocalAlignment.apply(attn, img_emb, cap.reshape(-1, cap.size(-1)), sim_enc.sim_tranloc_w.weight,
+                                       sim_enc.sim_tranloc_w.bias).view(n_img, len(idx), n_word, -1)
         sim_emb = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                               # (Ni, Nb, n+1, S)
         if sim_enc.head == 'SGR':
             nodes = sim_emb.view(n_img * len(idx), n_word + 1, -1)
@@ -150,32 +149,39 @@ def _context(attn, regions, words):
 
 
 class LocalAlignment(torch.autograd.Function):
-    """y = W((l2norm(attn @ V) - q)^2) + b for every image x word: attn (Ni, Nw, 36), regions V
-    (Ni, 36, E), words q (Nw, E), weight (S, E), bias (S) -> (Ni, Nw, S). Stores only its inputs;
-    backward recomputes the context per chunk of images."""
+    """y = l2norm(W((l2norm(attn @ V) - q)^2) + b) for every image x word: attn (Ni, Nw, 36),
+    regions V (Ni, 36, E), words q (Nw, E), weight (S, E), bias (S) -> (Ni, Nw, S). Stores its
+    inputs, y and the norms of the projections; backward recomputes the context per chunk of images."""
 
     @staticmethod
     def forward(ctx, attn, regions, words, weight, bias):
         gemm = gemms.select('onednn', attn.device, attn.dtype)
         packed = gemm.pack(weight)
         out = attn.new_empty(attn.size(0), attn.size(1), weight.size(0))
+        norms = attn.new_empty(attn.size(0), attn.size(1), 1)
         for i, j in _image_chunks(attn.size(0), attn.size(1)):
             diff = _context(attn[i:j], regions[i:j], words)[3]
-            out[i:j] = gemm.linear(diff.square_().view(-1, diff.size(-1)), packed, bias).view(j - i, -1, weight.size(0))
-        ctx.save_for_backward(attn, regions, words, weight)
+            proj = gemm.linear(diff.square_().view(-1, diff.size(-1)), packed, bias).view(j - i, -1, weight.size(0))
+            norms[i:j] = torch.pow(proj, 2).sum(dim=-1, keepdim=True).sqrt()   # model.l2norm's op order
+            torch.div(proj, norms[i:j] + EPS, out=out[i:j])
+        ctx.save_for_backward(attn, regions, words, weight, out, norms)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        attn, regions, words, weight = ctx.saved_tensors
+        attn, regions, words, weight, out, norms = ctx.saved_tensors
         grad = grad.contiguous()
+        g_bias = torch.zeros_like(weight[:, 0])
         g_attn, g_regions = torch.empty_like(attn), torch.empty_like(regions)
         g_words, g_weight = torch.zeros_like(words), torch.zeros_like(weight)
         gemm = gemms.select('onednn', attn.device, attn.dtype)
         packed_t = gemm.pack(weight.t())                               # g @ W as a linear map
         for i, j in _image_chunks(attn.size(0), attn.size(1)):
             context, norm, denom, diff = _context(attn[i:j], regions[i:j], words)
-            g = grad[i:j]
+            # through the outer l2norm, y = p / (|p| + eps): dp = g/(|p|+eps) - y (g.y) / |p|
+            y, norm_p = out[i:j], norms[i:j]
+            g = grad[i:j] / (norm_p + EPS) - y * ((grad[i:j] * y).sum(-1, keepdim=True) / norm_p)
+            g_bias += g.sum((0, 1))
             g_weight.addmm_(g.reshape(-1, g.size(-1)).t(), diff.square().reshape(-1, diff.size(-1)))
             g_unit = gemm.linear(g.view(-1, g.size(-1)), packed_t).view(diff.shape).mul_(diff).mul_(2)  # d/d l2norm(c)
             g_words.sub_(g_unit.sum(0))
@@ -184,4 +190,4 @@ class LocalAlignment(torch.autograd.Function):
             g_context = g_unit.div_(denom).sub_(context.mul_(dot / (denom.square() * norm)))
             g_attn[i:j] = torch.bmm(g_context, regions[i:j].transpose(1, 2))
             g_regions[i:j] = torch.bmm(attn[i:j].transpose(1, 2), g_context)
-        return g_attn, g_regions, g_words, g_weight, grad.sum((0, 1))
+        return g_attn, g_regions, g_words, g_weight, g_bias
