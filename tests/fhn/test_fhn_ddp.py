@@ -7,6 +7,8 @@ import pytest
 import torch
 import yaml
 
+from common.checkpoint import load_checkpoint
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -32,7 +34,7 @@ def test_torchrun_two_gloo_processes(demo_root, make_data_cfg, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     state = torch.load(str(tmp_path / "ck" / "ddp_latest.net"), weights_only=True)
     assert "user_embedding.encoder.weight" in state  # no "module." prefix
-    solver = torch.load(str(tmp_path / "ck" / "ddp_latest.solver"), weights_only=False)
+    solver = load_checkpoint(str(tmp_path / "ck" / "ddp_latest.solver"))
     assert solver["state"]["last_epoch"] == 1
     # 24 train pairs, batch 4, 2 ranks -> 3 iterations per epoch per rank
     assert solver["state"]["iter"] == 6

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from common.checkpoint import load_checkpoint
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
@@ -81,7 +83,7 @@ def run_worker(tmp_path, name, nproc, model, head):
         env.pop(key, None)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return torch.load(out, weights_only=False)
+    return load_checkpoint(out)
 
 
 @pytest.mark.slow
@@ -102,7 +104,6 @@ def test_two_gloo_processes_equal_one_process(tmp_path, model, head):
 @pytest.mark.slow
 def test_train_py_under_torchrun_two_processes(tmp_path):
     from lhsc import make_demo_data
-    from common.checkpoint import load_checkpoint
     make_demo_data.main(['--out_dir', str(tmp_path / 'data'), '--img_dim', '8', '--n_train', '30',
                          '--n_dev', '10', '--n_test', '10'])
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from common.checkpoint import load_checkpoint
 from lhsc import data, evaluation
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -22,7 +23,7 @@ ZERO_GRADIENT = ('W.0.bias', 'v_global_w.embedding_local.0.bias', 'v_global_w.em
 
 @pytest.mark.parametrize('name', ['lhsc', 'sgraf_saf', 'sgraf_sgr'])
 def test_one_training_step_matches_upstream(name):
-    expected = torch.load(os.path.join(UPSTREAM, name + '_train_step.pt'), weights_only=False)
+    expected = load_checkpoint(os.path.join(UPSTREAM, name + '_train_step.pt'))
     model, opt, vocab, _ = evaluation.load_model(os.path.join(UPSTREAM, name + '_legacy.pth.tar'), DATA, VOCAB)
     for enc in (model.img_enc, model.txt_enc, model.sim_enc):
         for m in enc.modules():
