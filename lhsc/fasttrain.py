@@ -11,12 +11,13 @@ tests/lhsc/test_lhsc_train_step.py against the original code).
   upstream's loop under the same seed. SAF's BatchNorm keeps each caption's
   own statistics (upstream calls it once per caption over Ni x (n+1) values), and its running
   statistics are updated caption by caption in the batch's caption order.
-* The local alignment W((l2norm(attn @ V) - q)^2) + b, the bulk of the work, is one autograd
-  Function (`LocalAlignment`): forward runs it a few images at a time and keeps only its inputs;
-  backward recomputes the (rows x E) context and difference per chunk. Upstream's loop keeps about
-  three (Ni, n, E) tensors per caption for backward (2.4 GB at batch 128, E 1024), this keeps
-  none, and its elementwise passes run on cache-sized chunks. Its large products go through
-  `lhsc.gemm` (oneDNN for float32 on CPU, torch's ops otherwise; both IEEE float32).
+* The local alignment l2norm(W((l2norm(attn @ V) - q)^2) + b), the bulk of the work, is one
+  autograd Function (`LocalAlignment`): forward runs it a few images at a time and keeps its
+  inputs, its (Ni, Nw, S) output and the projections' norms; backward recomputes the (rows x E)
+  context and difference per chunk. Upstream's loop keeps about three (Ni, n, E) tensors per
+  caption for backward (2.4 GB at batch 128, E 1024), this keeps none, and its elementwise passes
+  run on chunks of CHUNK_ROWS rows. Its large products go through `lhsc.gemm` (oneDNN for float32
+  on CPU, torch's ops otherwise; both IEEE float32).
 """
 from collections import OrderedDict
 
@@ -28,7 +29,7 @@ from lhsc import gemm as gemms
 from lhsc.model import l1norm, l2norm
 
 SMOOTH = 9.0      # upstream's SCAN_attention(smooth=9.0)
-CHUNK_ROWS = 1024 # (image, word) rows per chunk of LocalAlignment: a few (rows x E) float32 tensors in cache
+CHUNK_ROWS = 1024  # (image, word) rows per LocalAlignment chunk (4 MiB per (rows x E) tensor; fastest here)
 EPS = 1e-8        # upstream's l2norm eps
 
 
