@@ -48,8 +48,8 @@ def scores(sim_enc, img_emb, cap_emb, cap_lens):
         cap_glo = torch.cat([cap_glo_all[j] for j in idx])
         sim_glo = l2norm(sim_enc.sim_tranglo_w(torch.pow(img_glo.unsqueeze(1) - cap_glo.unsqueeze(0), 2)), dim=-1)
         attn = word_region_attention(img_emb, cap)                                            # (Ni, Nb*n, 36)
-        sim_loc = LocalAlignment.apply(attn, img_emb, cap.reshape(-1, cap.size(-1)), sim_enc.sim_tranloc_w.weight,
-                                       sim_enc.sim_tranloc_w.bias).view(n_img, len(idx), n_word, -1)
+        sim_loc = local_alignment(attn, img_emb, cap.reshape(-1, cap.size(-1)),
+                                  sim_enc.sim_tranloc_w).view(n_img, len(idx), n_word, -1)
         sim_emb = torch.cat([sim_glo.unsqueeze(2), sim_loc], 2)                               # (Ni, Nb, n+1, S)
         if sim_enc.head == 'SGR':
             nodes = sim_emb.view(n_img * len(idx), n_word + 1, -1)
@@ -134,6 +134,15 @@ def update_running_stats(saf, mean, var, count):
         bn.running_mean.mul_(1 - m).add_(m * mean[j])
         bn.running_var.mul_(1 - m).add_(m * unbiased[j])
     bn.num_batches_tracked.add_(mean.numel())
+
+
+def local_alignment(attn, regions, words, linear):
+    """`LocalAlignment` of an nn.Linear, in float32 with autocast off: under --amp its inputs come
+    in half precision, and its hand-written backward needs one dtype (autograd casts the
+    gradients back)."""
+    with torch.autocast(regions.device.type, enabled=False):
+        return LocalAlignment.apply(attn.float(), regions.float(), words.float(), linear.weight.float(),
+                                    linear.bias.float())
 
 
 def _image_chunks(n_img, n_words):

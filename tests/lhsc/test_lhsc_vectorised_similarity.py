@@ -143,6 +143,33 @@ def test_train_mode_with_dropout_draws_upstreams_masks(make_opt, model, head, le
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6 * scale), name
 
 
+@pytest.mark.parametrize('model,head', HEADS)
+def test_train_mode_under_autocast_runs_in_mixed_precision(make_opt, model, head):
+    """--amp (CUDA float16) runs fasttrain under autocast with half-precision embeddings; the same
+    code under CPU bfloat16 autocast: forward and the hand-written backward run (LocalAlignment in
+    float32), scores and gradients follow the float32 ones to bfloat16 precision."""
+    wrapper = random_model(make_opt, model, head)
+    for m in wrapper.sim_enc.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    wrapper.train_start()
+    img, cap = random_embeddings(5, [6, 6, 4, 3, 2], seed=7)
+    grads = []
+    for amp in (False, True):
+        enc = copy.deepcopy(wrapper.sim_enc)
+        img_in = img.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            out = fasttrain.scores(enc, img_in.to(torch.bfloat16) if amp else img_in, cap, [6, 6, 4, 3, 2])
+        (out.float() * torch.arange(25.).view(5, 5)).sum().backward()
+        assert out.dtype == (torch.bfloat16 if amp else torch.float32)
+        grads.append((out.detach().float(), img_in.grad, enc.sim_tranloc_w.weight.grad))
+    (ref, *ref_grads), (mixed, *mixed_grads) = grads
+    assert (mixed - ref).abs().max().item() < 0.1
+    for a, b in zip(ref_grads, mixed_grads):
+        assert torch.isfinite(b).all()
+        assert torch.nn.functional.cosine_similarity(a.flatten(), b.float().flatten(), dim=0) > 0.98
+
+
 @pytest.mark.parametrize('gemm', gemms.CHOICES)
 def test_wide_embeddings_pass_equals_reference(make_opt, gemm):
     """E=512, S=128: sizes where oneDNN / MKL pick their blocked AVX kernels, not tiny-case paths."""
