@@ -18,6 +18,7 @@ from common.errors import InputError, cli_main  # noqa: E402
 from common.logs import print_config  # noqa: E402
 from common.progress import add_progress_arg  # noqa: E402
 from common.results import write_results  # noqa: E402
+from common.runtime_args import add_runtime_args  # noqa: E402
 from common.safeio import check_writable, check_writable_dir, cleanup_stale_tmp  # noqa: E402
 from fhn.runconfig import UserError, config_log, load_config  # noqa: E402,F401  (re-exported)
 
@@ -56,14 +57,7 @@ def build_parser():
     parser.add_argument("--export", default=None, help="recommend: write user/item codes (npz) here")
     parser.add_argument("--grid", default=None,
                         help="recommend: draw the recommended outfits (top, bottom, shoes) into this PNG")
-    # the flags of common.runtime.add_runtime_args, spelled out here because that module imports
-    # torch, which would make --help slow
-    parser.add_argument("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--seed", default=None, type=int, help="seed python, numpy and torch")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="use deterministic algorithms (slower; errors on ops without one)")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision on CUDA (changes numerics; no-op on CPU)")
+    add_runtime_args(parser, device_default=None)  # None: the config's gpus decide
     parser.add_argument("--strict", action="store_true",
                         help="an outfit with a missing or corrupt image is an error (default: left out and counted)")
     add_progress_arg(parser)
