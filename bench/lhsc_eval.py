@@ -7,11 +7,16 @@ The baseline is a faithful copy of upstream's loop: `EncoderSimilarity.forward` 
 repeated against the images, SCAN_attention's transposed copies) over upstream's shards of 100
 images x 100 captions (`evaluation.py --reference`). Training is timed by bench/lhsc_train.py.
 At default sizes (E=1024, S=256, 36 regions), for each head on one random model and one set of
-random embeddings, it times that loop and the vectorised pass at a few memory budgets with each GEMM backend (`--gemm`: oneDNN,
-torch's MKL), checks the matrices agree, and compares the pass's achieved GFLOP/s with the best
-plain large float32 matmul of either backend timed in the same run (the machine's throughput).
+random embeddings, it times that loop and the vectorised pass at a few memory budgets with each
+GEMM backend (`--gemm`: oneDNN, torch's MKL) in interleaved rounds, each timed run right after an
+untimed one of the same method (`--warmup`: steady state, as inside a long evaluation), checks
+the matrices agree, and compares the pass's achieved GFLOP/s with the best plain large float32
+matmul of either backend timed in the same run (the machine's throughput).
 FLOPs per (image, caption of n words): n * (4*36*E + 2*E*S) + 2*E*S  (~8.6 MFLOP at n = 12).
-The last lines are a table: head, loop seconds, pass seconds, speedup, max|d|.
+It also replays the matrix products alone (every lhsc.gemm call of the fastest oneDNN pass, same
+shapes and order, nothing else; `--no_floor` skips it): a floor for any pass built on these
+products here, so upstream loop / floor is the most speedup they allow on this machine.
+The last lines are a table: head, loop seconds, pass seconds, speedup, max|d|, floor.
 """
 import os
 import sys
@@ -71,7 +76,11 @@ def main(argv=None):
     parser.add_argument('--gemm', default=list(gemms.CHOICES), nargs='+', choices=gemms.CHOICES,
                         help='GEMM backends of the vectorised pass to time (lhsc/gemm.py)')
     parser.add_argument('--repeats', default=3, type=int, help='rounds over all methods (best time of each)')
+    parser.add_argument('--warmup', default=1, type=int,
+                        help='untimed runs of a method right before each timed one (steady state, as inside a long '
+                             'evaluation: the first run after another method pays for its fresh allocations)')
     parser.add_argument('--skip_reference', action='store_true', help='(GPU, large sizes) no loop')
+    parser.add_argument('--no_floor', action='store_true', help='do not replay the products alone')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -94,10 +103,12 @@ def main(argv=None):
     summary = [bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks) for head in args.head]
     print()
     # CPU-time speedup: robust to other processes time-slicing a shared machine (wall time is not)
-    print('%-6s %16s %14s %14s %14s %10s' % ('head', 'upstream loop s', 'port pass s', 'speedup wall',
-                                            'speedup CPU', 'max|d|'))
-    for head, t_ref, t_best, diff, cpu_speedup in summary:
-        print('%-6s %16.2f %14.2f %13.2fx %13.2fx %10.2e' % (head, t_ref, t_best, t_ref / t_best, cpu_speedup, diff))
+    print('%-6s %16s %14s %14s %14s %10s %16s %14s' % ('head', 'upstream loop s', 'port pass s', 'speedup wall',
+                                                      'speedup CPU', 'max|d|', 'products alone s',
+                                                      'most speedup'))
+    for head, t_ref, t_best, diff, cpu_speedup, floor in summary:
+        print('%-6s %16.2f %14.2f %13.2fx %13.2fx %10.2e %16.2f %13.2fx' % (
+            head, t_ref, t_best, t_ref / t_best, cpu_speedup, diff, floor, t_ref / floor))
 
 
 def bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks):
@@ -122,12 +133,15 @@ def bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks):
     def run(gemm, budget):
         if gemm is None:
             return shard_attn_scores(model, img, cap, cap_lens, reference=True, progress=False)
-        return shard_attn_scores(model, img, cap, cap_lens, shard_size=100, max_mem=budget, progress=False, gemm=gemm)
+        return shard_attn_scores(model, img, cap, cap_lens, shard_size=100, max_mem=budget, progress=False,
+                                 gemm=backends.get(gemm, gemm))
 
     # rounds over all methods, best time of each: slow drifts of a shared machine hit all alike
     seconds, cpu, outputs = {}, {}, {}
     for _ in range(args.repeats):
         for label, gemm, budget in methods:
+            for _ in range(args.warmup):
+                run(gemm, budget)
             start, start_cpu = time.perf_counter(), time.process_time()
             outputs[label] = run(gemm, budget)
             seconds[label] = min(seconds.get(label, float('inf')), time.perf_counter() - start)
@@ -143,17 +157,63 @@ def bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks):
     t_ref = None if args.skip_reference else seconds[methods[0][0]]
 
     print('%-46s %10s %10s %12s %10s' % ('method', 'seconds', 'GFLOP/s', 'vs matmul', 'max|d|'))
-    for name, seconds, gflops, diff in rows:
+    for name, secs, gflops, diff in rows:
         print('%-46s %10s %10.2f %11.1f%% %10s' % (
-            name, '-' if seconds is None else '%.3f' % seconds, gflops, 100 * gflops / peak,
+            name, '-' if secs is None else '%.3f' % secs, gflops, 100 * gflops / peak,
             '-' if diff is None else '%.2e' % diff))
 
     t_best, diff, cpu_best = best
     speedup = t_ref / t_best if reference is not None else float('nan')
     efficiency = 100 * flops / t_best / 1e9 / peak
     print('%s: speedup %.2fx max|d| %.2e efficiency %.1f%%' % (head, speedup, diff, efficiency))
+    floor = float('nan')
+    # the oneDNN pass sends every large product through lhsc.gemm (torch's pass calls modules and bmm directly)
+    onednn = [(label, gemm, budget) for label, gemm, budget in methods if gemm and backends[gemm].per_image]
+    if not args.no_floor and onednn:
+        label, gemm, budget = min(onednn, key=lambda m: seconds[m[0]])
+        calls = record_products(lambda recording: run(recording, budget), backends[gemm])
+        floor = replay_products(calls, backends[gemm], device, args.repeats)
+        product_flops = sum(2.0 * m * n * k for (m, k), (n, _), _ in calls)
+        print('%s: products alone (the %d lhsc.gemm calls of the %s pass, replayed): %.3f s, %.1f GFLOP, '
+              '%.1f GFLOP/s; upstream loop / products alone = %.2fx'
+              % (head, len(calls), label.split(', ', 1)[1], floor, product_flops / 1e9,
+                 product_flops / floor / 1e9, (t_ref if t_ref is not None else float('nan')) / floor))
     cpu_ref = cpu[methods[0][0]] if t_ref is not None else float('nan')
-    return head, t_ref if t_ref is not None else float('nan'), t_best, diff, cpu_ref / cpu_best
+    return head, t_ref if t_ref is not None else float('nan'), t_best, diff, cpu_ref / cpu_best, floor
+
+
+def record_products(run, backend):
+    """The (x shape, weight shape, has bias) of every product `run(gemm)` makes through `backend`."""
+    calls = []
+
+    class Recording(backend):
+        @staticmethod
+        def linear(x, weight, bias=None):
+            calls.append((tuple(x.shape), tuple(weight.shape), bias is not None))
+            return backend.linear(x, weight, bias)
+    run(Recording)
+    return calls
+
+
+def replay_products(calls, backend, device, repeats):
+    """Best-of-`repeats` seconds of the recorded products alone, in order, on random operands."""
+    torch.manual_seed(0)
+    operands = {}
+    for x_shape, w_shape, has_bias in calls:
+        if (x_shape, w_shape) not in operands:
+            operands[x_shape, w_shape] = (torch.rand(x_shape, device=device),
+                                          backend.pack(torch.rand(w_shape, device=device)),
+                                          torch.rand(w_shape[0], device=device))
+    best = float('inf')
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        for x_shape, w_shape, has_bias in calls:
+            x, w, b = operands[x_shape, w_shape]
+            backend.linear(x, w, b if has_bias else None)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 if __name__ == "__main__":

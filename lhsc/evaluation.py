@@ -114,14 +114,14 @@ def shard_attn_scores(model, img_embs, cap_embs, cap_lens, opt=None, shard_size=
     under torchrun, then gathered); within a shard the vectorised pass runs over length-sorted
     caption chunks of at most `max_mem` MiB. reference=True: upstream's per-caption loop over
     100-caption shards (evaluation.py shard_attn_scores). gemm: 'onednn' (CPU float32 products
-    through oneDNN, lhsc/gemm.py) or 'torch'."""
+    through oneDNN, lhsc/gemm.py), 'torch', or a class with lhsc.gemm's interface."""
     n_img, n_cap = len(img_embs), len(cap_embs)
     device = model.device
     if max_mem is None:
         max_mem = default_max_mem(device)
     sim_enc = model.sim_enc
     sim_enc.eval()
-    products = gemms.select(gemm, device)
+    products = gemms.select(gemm, device) if isinstance(gemm, str) else gemm
     embed, sim_dim = cap_embs.shape[-1], sim_enc.sim_tranloc_w.out_features
     world, rank = 1, 0
     if torch.distributed.is_available() and torch.distributed.is_initialized():

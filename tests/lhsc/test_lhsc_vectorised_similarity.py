@@ -182,3 +182,27 @@ def test_wide_embeddings_pass_equals_reference(make_opt, gemm):
                              progress=False, gemm=gemm)
     assert np.abs(fast - reference).max() <= 1e-5
     assert reference.std() > 1e-4
+
+
+@pytest.mark.parametrize('name', gemms.CHOICES)
+def test_pass_takes_a_gemm_class_and_sends_its_products_through_it(make_opt, name):
+    """shard_attn_scores(gemm=<class>): bench/lhsc_eval.py records the pass's products this way."""
+    wrapper = random_model(make_opt, 'SGRAF', 'SGR')
+    wrapper.val_start()
+    lens = [5, 1, 9, 3]
+    img, cap = random_embeddings(3, lens)
+    backend, calls = gemms.select(name, 'cpu'), []
+
+    class Recording(backend):
+        @staticmethod
+        def linear(x, weight, bias=None):
+            calls.append((tuple(x.shape), tuple(weight.shape)))
+            return backend.linear(x, weight, bias)
+    by_name = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), lens, progress=False, gemm=name)
+    by_class = shard_attn_scores(wrapper, img.numpy(), cap.numpy(), lens, progress=False, gemm=Recording)
+    assert np.array_equal(by_name, by_class)
+    # the TextSA / VisualSA embeddings (E x E), the global projection and SGR's steps (S x S)
+    assert ((3 * 36, 16), (16, 16)) in calls and ((4 * 9, 16), (16, 16)) in calls
+    assert ((3 * 4, 16), (8, 16)) in calls and ((3 * 4, 8), (8, 8)) in calls
+    if backend.per_image:  # oneDNN: the local alignments' projection too, image by image (4 x 9 padded words)
+        assert calls.count(((4 * 9, 16), (8, 16))) == 3
