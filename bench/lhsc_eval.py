@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument('--repeats', default=3, type=int, help='rounds over all methods (best time of each)')
     parser.add_argument('--warmup', default=1, type=int,
                         help='untimed runs of a method right before each timed one (steady state, as inside a long '
-                             'evaluation: the first run after another method pays for its fresh allocations)')
+                             'evaluation; the first pass right after the loop was measured 0.4-0.5 s slower)')
     parser.add_argument('--skip_reference', action='store_true', help='(GPU, large sizes) no loop')
     parser.add_argument('--no_floor', action='store_true', help='do not replay the products alone')
     args = parser.parse_args(argv)
@@ -134,7 +134,7 @@ def bench_head(args, head, device, img, cap, cap_lens, flops, backends, peaks):
         if gemm is None:
             return shard_attn_scores(model, img, cap, cap_lens, reference=True, progress=False)
         return shard_attn_scores(model, img, cap, cap_lens, shard_size=100, max_mem=budget, progress=False,
-                                 gemm=backends.get(gemm, gemm))
+                                 gemm=backends.get(gemm, gemm))  # a backend's name, or record_products' class
 
     # rounds over all methods, best time of each: slow drifts of a shared machine hit all alike
     seconds, cpu, outputs = {}, {}, {}
